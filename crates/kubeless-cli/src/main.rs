@@ -1,2 +1,7 @@
-//! placeholder
-fn main() {}
+//! The `kubeless` command.
+
+mod server_cmd;
+
+fn main() -> anyhow::Result<()> {
+    server_cmd::run(server_cmd::ServerArgs {})
+}
