@@ -1,0 +1,367 @@
+//! The function plan: the one place that decides how a Function runs.
+//!
+//! A pure function, [`plan`], turns a [`Function`](kubeless_api::Function),
+//! the [`Catalogue`] of runtimes and the platform [`Settings`] into a
+//! [`FunctionPlan`]: code source and checksum, the artifact key, dependency
+//! install commands, the environment (`FUNC_*` and the runtime's own), port,
+//! timeout, memory limit, secret mounts and replica count. The embedded engine
+//! executes a plan with local processes; Kubernetes mode renders the same plan
+//! into objects. Neither re-derives what the plan decided.
+//!
+//! - [`catalogue`]: the runtimes this build can run and how.
+//! - [`quantity`]: Kubernetes resource quantities (`128Mi`, `1G`).
+//! - [`expand`]: `$(VAR)` expansion, the same rule Kubernetes applies to env.
+
+pub mod catalogue;
+pub mod expand;
+pub mod quantity;
+
+use std::collections::BTreeMap;
+
+use kubeless_api::Function;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+pub use catalogue::{Catalogue, Language, ResolvedRuntime};
+
+/// Default `FUNC_TIMEOUT` in seconds when `spec.timeout` is empty.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 180;
+/// Default container/target port.
+pub const DEFAULT_PORT: u16 = 8080;
+
+/// Platform-wide settings that shape every plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Request body limit in MiB (`REQ_MB_LIMIT`) when the function sets none.
+    pub request_mb_limit: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            request_mb_limit: 1,
+        }
+    }
+}
+
+/// One environment variable; values may contain `$(VAR)` references.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+}
+
+/// A secret the function reads as files under `mount_path`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretMount {
+    pub secret: String,
+    pub mount_path: String,
+}
+
+/// A command line; arguments may contain `$(VAR)` references.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandLine {
+    pub program: String,
+    pub args: Vec<String>,
+}
+
+/// Where the function's code comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeSource {
+    pub content_type: String,
+    /// Inline text, base64, or a URL, depending on `content_type`.
+    pub function: String,
+    /// `sha256:<hex>` or empty (no verification).
+    pub checksum: String,
+}
+
+/// Everything needed to run one Function.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionPlan {
+    pub namespace: String,
+    pub name: String,
+    pub generation: i64,
+    pub runtime: ResolvedRuntime,
+    /// The module part of the handler (file name without suffix).
+    pub module: String,
+    /// The function part of the handler.
+    pub function_name: String,
+    pub code: CodeSource,
+    /// Content of the dependency file (`spec.deps`).
+    pub deps: String,
+    /// Hex SHA-256 over everything that shapes the prepared artifact: code,
+    /// deps, content type, module and runtime. Equal keys share one artifact.
+    pub artifact_key: String,
+    /// Dependency install command, run in the artifact directory when a
+    /// non-empty dependency file is present.
+    pub install: Option<CommandLine>,
+    pub timeout_secs: u64,
+    /// The port the function serves on (`FUNC_PORT`, the Service target port).
+    pub port: u16,
+    /// The Service port (`spec.service.ports[0].port`).
+    pub service_port: u16,
+    /// Memory limit as written (`FUNC_MEMORY_LIMIT`), `0` when unset.
+    pub memory_limit: String,
+    pub memory_limit_bytes: Option<u64>,
+    /// Request body limit in bytes.
+    pub request_limit_bytes: u64,
+    /// The runtime container environment, in Kubeless order: user env, then
+    /// `FUNC_*`, then `KUBELESS_INSTALL_VOLUME` and the runtime's env.
+    pub env: Vec<EnvVar>,
+    pub secrets: Vec<SecretMount>,
+    pub replicas: u32,
+    pub labels: BTreeMap<String, String>,
+    /// Things the plan could not honour here, for the function's status.
+    pub warnings: Vec<String>,
+}
+
+/// Why a Function cannot be planned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("handler {0:?} must be <module>.<function>")]
+    Handler(String),
+    #[error("unknown runtime {runtime:?}; supported runtimes are: {supported}")]
+    UnknownRuntime { runtime: String, supported: String },
+    #[error(
+        "custom runtime image {0:?} cannot run in embedded mode; deploy with --runtime, or use Kubernetes mode"
+    )]
+    CustomImage(String),
+    #[error("spec.timeout {0:?} is not a positive number of seconds")]
+    Timeout(String),
+    #[error("memory limit {0:?} is not a valid quantity")]
+    Memory(String),
+}
+
+fn container0(f: &Function) -> Option<&Value> {
+    f.spec
+        .deployment
+        .pointer("/spec/template/spec/containers/0")
+}
+
+fn str_at<'a>(v: &'a Value, ptr: &str) -> Option<&'a str> {
+    v.pointer(ptr)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+/// Resolve a Function into its plan.
+pub fn plan(
+    f: &Function,
+    catalogue: &Catalogue,
+    settings: &Settings,
+) -> Result<FunctionPlan, PlanError> {
+    let c0 = container0(f);
+    if let Some(image) = c0.and_then(|c| str_at(c, "/image")) {
+        return Err(PlanError::CustomImage(image.to_string()));
+    }
+    let (module, function_name) = split_handler(&f.spec.handler)?;
+    let runtime = catalogue
+        .resolve(&f.spec.runtime)
+        .ok_or_else(|| PlanError::UnknownRuntime {
+            runtime: f.spec.runtime.clone(),
+            supported: catalogue.names().join(", "),
+        })?;
+    let timeout_secs = parse_timeout(&f.spec.timeout)?;
+    let mut warnings = Vec::new();
+
+    let memory_limit = c0
+        .and_then(|c| str_at(c, "/resources/limits/memory"))
+        .unwrap_or("0")
+        .to_string();
+    let memory_limit_bytes = if memory_limit == "0" {
+        None
+    } else {
+        Some(
+            quantity::parse_bytes(&memory_limit)
+                .ok_or_else(|| PlanError::Memory(memory_limit.clone()))?,
+        )
+    };
+
+    let port = service_port_field(&f.spec.service, "targetPort").unwrap_or(DEFAULT_PORT);
+    let service_port = service_port_field(&f.spec.service, "port").unwrap_or(port);
+
+    let mut env = Vec::new();
+    let mut request_mb = settings.request_mb_limit;
+    if let Some(list) = c0.and_then(|c| c.get("env")).and_then(Value::as_array) {
+        for item in list {
+            let Some(name) = item.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            match item.get("value").and_then(Value::as_str) {
+                Some(value) => {
+                    if name == "REQ_MB_LIMIT" {
+                        if let Ok(mb) = value.parse::<u64>() {
+                            request_mb = mb;
+                        }
+                    }
+                    env.push(EnvVar {
+                        name: name.to_string(),
+                        value: value.to_string(),
+                    });
+                }
+                None if item.get("valueFrom").is_some() => {
+                    warnings.push(format!("env {name}: valueFrom is not supported in embedded mode; the variable is not set"));
+                }
+                None => env.push(EnvVar {
+                    name: name.to_string(),
+                    value: String::new(),
+                }),
+            }
+        }
+    }
+    let user_env = env.clone();
+    for (k, v) in [
+        ("FUNC_HANDLER", function_name.clone()),
+        ("MOD_NAME", module.clone()),
+        ("FUNC_TIMEOUT", timeout_secs.to_string()),
+        ("FUNC_RUNTIME", f.spec.runtime.clone()),
+        ("FUNC_MEMORY_LIMIT", memory_limit.clone()),
+        ("FUNC_PORT", port.to_string()),
+        ("KUBELESS_INSTALL_VOLUME", "/kubeless".to_string()),
+    ] {
+        env.push(EnvVar {
+            name: k.to_string(),
+            value: v,
+        });
+    }
+    env.extend(runtime.language.runtime_env());
+
+    let secrets = secret_mounts(f, &mut warnings);
+    let replicas = f
+        .spec
+        .deployment
+        .pointer("/spec/replicas")
+        .and_then(Value::as_u64)
+        .map(|r| r.clamp(1, 64) as u32)
+        .unwrap_or(1);
+
+    let install = runtime.language.install_command(&user_env);
+    let artifact_key = artifact_key(f, &runtime, &module);
+
+    Ok(FunctionPlan {
+        namespace: f.metadata.namespace.clone(),
+        name: f.metadata.name.clone(),
+        generation: f.metadata.generation,
+        runtime,
+        module,
+        function_name,
+        code: CodeSource {
+            content_type: f.spec.function_content_type.clone(),
+            function: f.spec.function.clone(),
+            checksum: f.spec.checksum.clone(),
+        },
+        deps: f.spec.deps.clone(),
+        artifact_key,
+        install,
+        timeout_secs,
+        port,
+        service_port,
+        memory_limit,
+        memory_limit_bytes,
+        request_limit_bytes: request_mb.saturating_mul(1024 * 1024),
+        env,
+        secrets,
+        replicas,
+        labels: f.metadata.labels.clone(),
+        warnings,
+    })
+}
+
+/// Split `module.function`; exactly one dot, both parts non-empty.
+pub fn split_handler(handler: &str) -> Result<(String, String), PlanError> {
+    match handler.split_once('.') {
+        Some((m, f)) if !m.is_empty() && !f.is_empty() && !f.contains('.') => {
+            Ok((m.to_string(), f.to_string()))
+        }
+        _ => Err(PlanError::Handler(handler.to_string())),
+    }
+}
+
+/// `spec.timeout`: empty means the default; otherwise positive whole seconds.
+pub fn parse_timeout(s: &str) -> Result<u64, PlanError> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Ok(DEFAULT_TIMEOUT_SECS);
+    }
+    match t.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(PlanError::Timeout(s.to_string())),
+    }
+}
+
+fn service_port_field(service: &Value, field: &str) -> Option<u16> {
+    let v = service.pointer(&format!("/ports/0/{field}"))?;
+    let n = v
+        .as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))?;
+    u16::try_from(n).ok().filter(|p| *p > 0)
+}
+
+fn secret_mounts(f: &Function, warnings: &mut Vec<String>) -> Vec<SecretMount> {
+    let pod = f.spec.deployment.pointer("/spec/template/spec");
+    let volumes: BTreeMap<&str, &str> = pod
+        .and_then(|p| p.get("volumes"))
+        .and_then(Value::as_array)
+        .map(|vs| {
+            vs.iter()
+                .filter_map(|v| {
+                    Some((
+                        v.get("name")?.as_str()?,
+                        v.pointer("/secret/secretName")?.as_str()?,
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    if let Some(mounts) = container0(f)
+        .and_then(|c| c.get("volumeMounts"))
+        .and_then(Value::as_array)
+    {
+        for m in mounts {
+            let (Some(name), Some(path)) = (
+                m.get("name").and_then(Value::as_str),
+                m.get("mountPath").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            match volumes.get(name) {
+                Some(secret) => {
+                    let mount = SecretMount {
+                        secret: secret.to_string(),
+                        mount_path: path.to_string(),
+                    };
+                    if !out.contains(&mount) {
+                        out.push(mount);
+                    }
+                }
+                None => warnings.push(format!(
+                    "volume mount {name}: only secret volumes are supported in embedded mode"
+                )),
+            }
+        }
+    }
+    out
+}
+
+fn artifact_key(f: &Function, runtime: &ResolvedRuntime, module: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        runtime.language.as_str(),
+        runtime.suffix.as_str(),
+        runtime.dep_name.as_deref().unwrap_or(""),
+        module,
+        &f.spec.function_content_type,
+        &f.spec.checksum,
+        &f.spec.function,
+        &f.spec.deps,
+    ] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+#[cfg(test)]
+mod tests;
