@@ -190,10 +190,10 @@ pub fn plan(
             };
             match item.get("value").and_then(Value::as_str) {
                 Some(value) => {
-                    if name == "REQ_MB_LIMIT" {
-                        if let Ok(mb) = value.parse::<u64>() {
-                            request_mb = mb;
-                        }
+                    if name == "REQ_MB_LIMIT"
+                        && let Ok(mb) = value.parse::<u64>()
+                    {
+                        request_mb = mb;
                     }
                     env.push(EnvVar {
                         name: name.to_string(),
