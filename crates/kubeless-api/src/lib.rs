@@ -4,9 +4,13 @@
 //! - [`types`]: Function, HTTPTrigger, CronJobTrigger, KafkaTrigger,
 //!   NATSTrigger, KinesisTrigger and their metadata/status.
 //! - [`secret`]: the Secret object stored by the embedded server.
+//! - [`content`]: function code encoding (as the CLI does), decoding,
+//!   checksum verification and safe writing/unpacking into a directory.
 
+pub mod content;
 pub mod secret;
 pub mod types;
 
+pub use content::{ContentError, ContentType, Encoded, Materialized, UnpackLimits};
 pub use secret::Secret;
 pub use types::*;
