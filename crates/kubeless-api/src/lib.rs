@@ -7,13 +7,20 @@
 //! - [`content`]: function code encoding (as the CLI does), decoding,
 //!   checksum verification and safe writing/unpacking into a directory.
 //! - [`runtime`]: runtime strings split into ID and version.
+//! - [`validate`]: admission checks reporting every invalid field at once.
+//! - [`cron`]: CronJobTrigger schedules (5 fields, descriptors, `@every`)
+//!   and their next firing time.
 
 pub mod content;
+pub mod cron;
 pub mod runtime;
 pub mod secret;
 pub mod types;
+pub mod validate;
 
 pub use content::{ContentError, ContentType, Encoded, Materialized, UnpackLimits};
+pub use cron::{CronError, Schedule};
 pub use runtime::parse_runtime_id;
 pub use secret::Secret;
 pub use types::*;
+pub use validate::{FieldError, ValidationErrors};
