@@ -10,11 +10,13 @@
 //! - [`validate`]: admission checks reporting every invalid field at once.
 //! - [`cron`]: CronJobTrigger schedules (5 fields, descriptors, `@every`)
 //!   and their next firing time.
+//! - [`selector`]: trigger function selectors: CLI syntax, matching, printing.
 
 pub mod content;
 pub mod cron;
 pub mod runtime;
 pub mod secret;
+pub mod selector;
 pub mod types;
 pub mod validate;
 
@@ -22,5 +24,6 @@ pub use content::{ContentError, ContentType, Encoded, Materialized, UnpackLimits
 pub use cron::{CronError, Schedule};
 pub use runtime::parse_runtime_id;
 pub use secret::Secret;
+pub use selector::{SelectorError, parse_selector};
 pub use types::*;
 pub use validate::{FieldError, ValidationErrors};
