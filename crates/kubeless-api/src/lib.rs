@@ -11,8 +11,10 @@
 //! - [`cron`]: CronJobTrigger schedules (5 fields, descriptors, `@every`)
 //!   and their next firing time.
 //! - [`selector`]: trigger function selectors: CLI syntax, matching, printing.
+//! - [`crd`]: the `apiextensions.k8s.io/v1` CRDs, generated from [`types`].
 
 pub mod content;
+pub mod crd;
 pub mod cron;
 pub mod runtime;
 pub mod secret;
@@ -21,6 +23,7 @@ pub mod types;
 pub mod validate;
 
 pub use content::{ContentError, ContentType, Encoded, Materialized, UnpackLimits};
+pub use crd::{crds, crds_yaml};
 pub use cron::{CronError, Schedule};
 pub use runtime::parse_runtime_id;
 pub use secret::Secret;

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -70,7 +71,7 @@ pub struct Object<S, St> {
 }
 
 /// `spec` of a Function. Every field is always serialised, as Kubeless does.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FunctionSpec {
     #[serde(default)]
     pub handler: String,
@@ -88,17 +89,20 @@ pub struct FunctionSpec {
     pub deps: String,
     /// A whole apps/v1 Deployment used as a template.
     #[serde(default)]
+    #[schemars(schema_with = "crate::crd::embedded_object")]
     pub deployment: Value,
     /// A core/v1 ServiceSpec.
     #[serde(default)]
+    #[schemars(schema_with = "crate::crd::embedded_object")]
     pub service: Value,
     /// A whole autoscaling HorizontalPodAutoscaler.
     #[serde(default, rename = "horizontalPodAutoscaler")]
+    #[schemars(schema_with = "crate::crd::embedded_object")]
     pub horizontal_pod_autoscaler: Value,
 }
 
 /// Where a function is in its life, as shown by `kubeless function ls`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum FunctionPhase {
     #[default]
     Pending,
@@ -122,7 +126,7 @@ impl fmt::Display for FunctionPhase {
 }
 
 /// A status condition (`Ready`, ...), as Kubernetes conditions.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     #[serde(rename = "type")]
@@ -140,7 +144,7 @@ pub struct Condition {
 }
 
 /// `status` of a Function (an addition of ours: Kubeless had none).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FunctionStatus {
     #[serde(default)]
@@ -163,7 +167,7 @@ pub struct FunctionStatus {
 }
 
 /// `spec` of an HTTPTrigger.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HttpTriggerSpec {
     #[serde(default, rename = "function-name")]
     pub function_name: String,
@@ -184,18 +188,19 @@ pub struct HttpTriggerSpec {
 }
 
 /// `spec` of a CronJobTrigger. `payload` is any JSON; `null` means a GET.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CronJobTriggerSpec {
     #[serde(default)]
     pub schedule: String,
     #[serde(default, rename = "function-name")]
     pub function_name: String,
     #[serde(default)]
+    #[schemars(schema_with = "crate::crd::any_value")]
     pub payload: Value,
 }
 
 /// A label selector requirement (`matchExpressions` item).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct LabelSelectorRequirement {
     pub key: String,
     /// `In`, `NotIn`, `Exists` or `DoesNotExist`.
@@ -205,7 +210,7 @@ pub struct LabelSelectorRequirement {
 }
 
 /// metav1 LabelSelector.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LabelSelector {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -215,7 +220,7 @@ pub struct LabelSelector {
 }
 
 /// `spec` of a KafkaTrigger or NATSTrigger.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TopicTriggerSpec {
     #[serde(default)]
@@ -225,7 +230,7 @@ pub struct TopicTriggerSpec {
 }
 
 /// `spec` of a KinesisTrigger.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct KinesisTriggerSpec {
     #[serde(default, rename = "function-name")]
     pub function_name: String,
@@ -242,7 +247,7 @@ pub struct KinesisTriggerSpec {
 }
 
 /// `status` of a trigger (an addition of ours): health and delivery counters.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TriggerStatus {
     #[serde(default, skip_serializing_if = "String::is_empty")]
