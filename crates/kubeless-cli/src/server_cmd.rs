@@ -1,12 +1,126 @@
 //! `kubeless server`: runs the embedded platform in this process.
+//!
+//! Configuration precedence is flag > environment > default, and everything
+//! is validated (by the engine) before any file is written or port bound.
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
 use clap::Args;
+use kubeless_engine::ServerOptions;
+use tokio_util::sync::CancellationToken;
 
 /// Flags of `kubeless server`.
 #[derive(Debug, Args)]
-pub struct ServerArgs {}
+pub struct ServerArgs {
+    /// Address of the local API (token-protected)
+    #[arg(long, env = "KUBELESS_API_ADDR", default_value = "127.0.0.1:8079")]
+    api_addr: SocketAddr,
+    /// Address of the function gateway
+    #[arg(long, env = "KUBELESS_GATEWAY_ADDR", default_value = "127.0.0.1:8080")]
+    gateway_addr: SocketAddr,
+    /// Directory for the store, artifacts and client config [default: ~/.kubeless]
+    #[arg(long, env = "KUBELESS_HOME")]
+    home: Option<PathBuf>,
+    /// Allow listening on addresses other than loopback
+    #[arg(long)]
+    allow_remote: bool,
+    /// The runtime host binary [default: kubeless-runtime next to this program]
+    #[arg(long, env = "KUBELESS_RUNTIME_BIN")]
+    runtime_bin: Option<PathBuf>,
+    /// Python interpreter for python runtimes [default: python3 on PATH]
+    #[arg(long, env = "KUBELESS_PYTHON")]
+    python: Option<String>,
+    /// Node.js for nodejs runtimes [default: node on PATH]
+    #[arg(long, env = "KUBELESS_NODE")]
+    node: Option<String>,
+    /// npm for nodejs dependencies [default: npm on PATH]
+    #[arg(long, env = "KUBELESS_NPM")]
+    npm: Option<String>,
+    /// Bytes of log kept per function
+    #[arg(long, default_value_t = 1024 * 1024)]
+    log_bytes: usize,
+    /// Seconds open connections get to finish on shutdown
+    #[arg(long, default_value_t = 10)]
+    shutdown_grace: u64,
+}
 
-/// Run the embedded server until SIGTERM/SIGINT.
-pub fn run(_args: ServerArgs) -> anyhow::Result<()> {
-    anyhow::bail!("the embedded server is not built yet")
+fn which(name: &str) -> Option<String> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .map(|p| p.to_string_lossy().to_string())
+}
+
+fn default_home() -> anyhow::Result<PathBuf> {
+    let home =
+        std::env::var_os("HOME").context("HOME is not set; pass --home or set KUBELESS_HOME")?;
+    Ok(Path::new(&home).join(".kubeless"))
+}
+
+fn default_runtime_bin() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("kubeless-runtime")))
+        .unwrap_or_else(|| PathBuf::from("kubeless-runtime"))
+}
+
+/// Run the embedded server until SIGTERM/SIGINT; a second signal forces exit.
+pub fn run(args: ServerArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KUBELESS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let opts = ServerOptions {
+        home: match args.home {
+            Some(h) => h,
+            None => default_home()?,
+        },
+        api_addr: args.api_addr,
+        gateway_addr: args.gateway_addr,
+        allow_remote: args.allow_remote,
+        runtime_bin: args.runtime_bin.unwrap_or_else(default_runtime_bin),
+        python: args.python.or_else(|| which("python3")),
+        node: args.node.or_else(|| which("node")),
+        npm: args.npm.or_else(|| which("npm")),
+        log_bytes: args.log_bytes,
+        shutdown_grace: Duration::from_secs(args.shutdown_grace),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    rt.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let signals = watch_signals(shutdown.clone());
+        let result = tokio::select! {
+            r = kubeless_engine::serve(opts, shutdown.clone()) => r,
+            // Keep watching for the second signal while draining.
+            _ = signals => Ok(()),
+        };
+        result.map_err(anyhow::Error::from)
+    })
+}
+
+async fn watch_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::warn!("cannot listen for signals; stop the server with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    tracing::info!("shutting down (send the signal again to force)");
+    shutdown.cancel();
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    tracing::warn!("second signal: exiting now");
+    std::process::exit(130);
 }

@@ -1,1 +1,68 @@
-//! placeholder
+//! Embedded mode: the whole platform in one process.
+//!
+//! [`server::serve`] wires the pieces together:
+//! - [`store`]: durable, versioned objects (the CRDs' embedded twin);
+//! - [`api`]: the token-protected local API the CLI talks to;
+//! - [`reconcile`] and [`function`]: one worker per Function turning its
+//!   plan into running instances, with status;
+//! - [`artifact`]: code decoded and dependencies installed once per checksum;
+//! - [`instance`]: a supervised `kubeless-runtime` process, with
+//!   [`limits`] (memory cgroups) and [`secrets`] (secret files);
+//! - [`gateway`]: routes `/<namespace>/<function>` to ready instances;
+//! - [`logs`]: bounded per-function logs with follow.
+
+pub mod api;
+pub mod artifact;
+pub mod function;
+pub mod gateway;
+pub mod instance;
+pub mod limits;
+pub mod logs;
+pub mod reconcile;
+pub mod secrets;
+pub mod server;
+pub mod store;
+
+use std::path::PathBuf;
+
+use kubeless_plan::{Catalogue, Settings};
+
+pub use server::{ServerOptions, serve};
+
+/// What the engine's parts share.
+pub struct Ctx {
+    pub home: PathBuf,
+    pub store: store::Store,
+    pub routes: gateway::RouteTable,
+    pub logs: logs::LogHub,
+    pub artifacts: artifact::ArtifactCache,
+    pub catalogue: Catalogue,
+    pub settings: Settings,
+    pub instance: instance::InstanceCtx,
+}
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("invalid server configuration: {0}")]
+    Config(String),
+    #[error("open the store")]
+    Store(#[from] store::StoreError),
+    #[error(
+        "listen on {addr} (is another kubeless server running? pick another address with {flag})"
+    )]
+    Bind {
+        addr: std::net::SocketAddr,
+        flag: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("write {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("serve the local API")]
+    Serve(#[source] std::io::Error),
+}

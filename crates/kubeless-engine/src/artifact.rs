@@ -1,0 +1,345 @@
+//! The artifact cache: a function's code decoded, verified and with its
+//! dependencies installed, once per artifact key, shared by every instance
+//! and every restart (Kubeless reinstalled dependencies on every pod start).
+//!
+//! Layout: `<root>/<artifact key>/` holds the code as the runtime host reads
+//! it (`KUBELESS_INSTALL_VOLUME`). An artifact is built in a private
+//! temporary directory and renamed into place only when complete, so a crash
+//! mid-build never leaves a half-prepared artifact that looks ready.
+//! Concurrent requests for the same key wait for one build.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kubeless_api::FunctionSpec;
+use kubeless_api::content::{self, ContentError};
+use kubeless_plan::FunctionPlan;
+use kubeless_plan::expand::expand;
+use tokio::io::AsyncReadExt;
+
+/// Largest code download accepted for `url` content types.
+const MAX_DOWNLOAD: u64 = 512 * 1024 * 1024;
+/// Longest a dependency install may take.
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// How much installer output a failure message keeps (its tail).
+const INSTALL_OUTPUT_TAIL: usize = 4000;
+const READY_MARK: &str = ".kubeless-artifact";
+
+/// Why an artifact could not be prepared. Messages are shown to users as the
+/// function's status reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    #[error("download the function code from {url}")]
+    Download {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("download the function code from {url}: {reason}")]
+    DownloadRefused { url: String, reason: String },
+    #[error("prepare the function code: {0}")]
+    Content(#[from] ContentError),
+    #[error("write the artifact directory {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("start the dependency installer {program}")]
+    InstallerStart {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("dependency installation failed ({status}):\n{output}")]
+    InstallFailed { status: String, output: String },
+    #[error("dependency installation took longer than {0:?}")]
+    InstallTimeout(Duration),
+    #[error("artifact preparation was interrupted")]
+    Interrupted,
+}
+
+/// Local tools the install commands name.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    pub python: String,
+    pub node: String,
+    pub npm: String,
+}
+
+impl Tools {
+    fn lookup(&self, name: &str) -> Option<String> {
+        match name {
+            "KUBELESS_PYTHON" => Some(self.python.clone()),
+            "KUBELESS_NODE" => Some(self.node.clone()),
+            "KUBELESS_NPM" => Some(self.npm.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// The cache; cheap to clone.
+#[derive(Clone)]
+pub struct ArtifactCache {
+    root: PathBuf,
+    tools: Tools,
+    http: reqwest::Client,
+    building: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl ArtifactCache {
+    pub fn new(root: PathBuf, tools: Tools) -> ArtifactCache {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(20))
+            .timeout(Duration::from_secs(600))
+            .build()
+            .unwrap_or_default();
+        ArtifactCache {
+            root,
+            tools,
+            http,
+            building: Arc::default(),
+        }
+    }
+
+    /// The directory an artifact key lives in.
+    pub fn dir(&self, key: &str) -> PathBuf {
+        self.root.join(key)
+    }
+
+    /// Whether an artifact is already prepared.
+    pub fn is_ready(&self, key: &str) -> bool {
+        self.dir(key).join(READY_MARK).is_file()
+    }
+
+    /// Prepare the artifact of a plan (or return the cached one). `note` is
+    /// told what is happening, for the function's log.
+    pub async fn prepare(
+        &self,
+        plan: &FunctionPlan,
+        note: impl Fn(&str),
+    ) -> Result<PathBuf, ArtifactError> {
+        let dir = self.dir(&plan.artifact_key);
+        if self.is_ready(&plan.artifact_key) {
+            return Ok(dir);
+        }
+        let lock = {
+            let mut map = self.building.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(plan.artifact_key.clone()).or_default().clone()
+        };
+        let _guard = lock.lock().await;
+        if self.is_ready(&plan.artifact_key) {
+            return Ok(dir);
+        }
+        let tmp = self.root.join(format!(
+            ".build-{}-{}",
+            plan.artifact_key,
+            std::process::id()
+        ));
+        let result = self.build(plan, &tmp, &note).await;
+        match result {
+            Ok(()) => {
+                if dir.exists() {
+                    // A leftover without the ready mark from an interrupted rename.
+                    remove_dir(&dir).await;
+                }
+                tokio::fs::rename(&tmp, &dir)
+                    .await
+                    .map_err(|source| ArtifactError::Io {
+                        path: dir.clone(),
+                        source,
+                    })?;
+                Ok(dir)
+            }
+            Err(e) => {
+                remove_dir(&tmp).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn build(
+        &self,
+        plan: &FunctionPlan,
+        tmp: &Path,
+        note: &impl Fn(&str),
+    ) -> Result<(), ArtifactError> {
+        remove_dir(tmp).await;
+        tokio::fs::create_dir_all(tmp)
+            .await
+            .map_err(|source| ArtifactError::Io {
+                path: tmp.to_path_buf(),
+                source,
+            })?;
+        let spec = FunctionSpec {
+            handler: format!("{}.{}", plan.module, plan.function_name),
+            function: plan.code.function.clone(),
+            function_content_type: plan.code.content_type.clone(),
+            checksum: plan.code.checksum.clone(),
+            runtime: plan.runtime.runtime.clone(),
+            deps: plan.deps.clone(),
+            ..FunctionSpec::default()
+        };
+        let bytes = match content::decode_inline(&spec) {
+            Ok(d) => d.bytes,
+            Err(ContentError::NeedsFetch { url }) => {
+                note(&format!("downloading function code from {url}"));
+                self.download(&url).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let suffix = plan.runtime.suffix.clone();
+        let dep_name = plan.runtime.dep_name.clone();
+        let dest = tmp.to_path_buf();
+        let materialized = tokio::task::spawn_blocking(move || {
+            content::materialize(
+                &spec,
+                &bytes,
+                &suffix,
+                dep_name.as_deref(),
+                &dest,
+                &content::archive::UnpackLimits::default(),
+            )
+        })
+        .await
+        .map_err(|_| ArtifactError::Interrupted)??;
+        if materialized.has_deps
+            && let Some(cmd) = &plan.install
+        {
+            note("installing dependencies");
+            self.install(cmd, tmp).await?;
+        }
+        tokio::fs::write(tmp.join(READY_MARK), plan.artifact_key.as_bytes())
+            .await
+            .map_err(|source| ArtifactError::Io {
+                path: tmp.to_path_buf(),
+                source,
+            })?;
+        Ok(())
+    }
+
+    async fn download(&self, url: &str) -> Result<Vec<u8>, ArtifactError> {
+        let err = |source| ArtifactError::Download {
+            url: url.to_string(),
+            source,
+        };
+        let mut resp = self.http.get(url).send().await.map_err(err)?;
+        if !resp.status().is_success() {
+            return Err(ArtifactError::DownloadRefused {
+                url: url.to_string(),
+                reason: resp.status().to_string(),
+            });
+        }
+        let mut out = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(err)? {
+            if out.len() as u64 + chunk.len() as u64 > MAX_DOWNLOAD {
+                return Err(ArtifactError::DownloadRefused {
+                    url: url.to_string(),
+                    reason: format!("larger than {MAX_DOWNLOAD} bytes"),
+                });
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+
+    async fn install(
+        &self,
+        cmd: &kubeless_plan::CommandLine,
+        dir: &Path,
+    ) -> Result<(), ArtifactError> {
+        let vol = dir.to_string_lossy().to_string();
+        let lookup = |name: &str| match name {
+            "KUBELESS_INSTALL_VOLUME" => Some(vol.clone()),
+            other => self.tools.lookup(other),
+        };
+        let program = expand(&cmd.program, lookup);
+        let args: Vec<String> = cmd.args.iter().map(|a| expand(a, lookup)).collect();
+        let home = dir.join(".home");
+        tokio::fs::create_dir_all(&home)
+            .await
+            .map_err(|source| ArtifactError::Io {
+                path: home.clone(),
+                source,
+            })?;
+        let mut child = tokio::process::Command::new(&program)
+            .args(&args)
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &home)
+            .env("LANG", "C.UTF-8")
+            .env("PIP_NO_CACHE_DIR", "1")
+            .env("npm_config_cache", home.join(".npm"))
+            .env("npm_config_update_notifier", "false")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .process_group(0)
+            .spawn()
+            .map_err(|source| ArtifactError::InstallerStart {
+                program: program.clone(),
+                source,
+            })?;
+        let mut out = child.stdout.take();
+        let mut err = child.stderr.take();
+        let collect = async {
+            let mut a = Vec::new();
+            let mut b = Vec::new();
+            let ra = async {
+                if let Some(o) = out.as_mut() {
+                    let _ = o.read_to_end(&mut a).await;
+                }
+            };
+            let rb = async {
+                if let Some(e) = err.as_mut() {
+                    let _ = e.read_to_end(&mut b).await;
+                }
+            };
+            tokio::join!(ra, rb);
+            let status = child.wait().await;
+            (status, a, b)
+        };
+        let (status, stdout, stderr) = tokio::time::timeout(INSTALL_TIMEOUT, collect)
+            .await
+            .map_err(|_| ArtifactError::InstallTimeout(INSTALL_TIMEOUT))?;
+        let status = status.map_err(|source| ArtifactError::InstallerStart {
+            program: program.clone(),
+            source,
+        })?;
+        let _ = tokio::fs::remove_dir_all(&home).await;
+        if status.success() {
+            return Ok(());
+        }
+        let mut output = String::from_utf8_lossy(&stdout).to_string();
+        output.push_str(&String::from_utf8_lossy(&stderr));
+        let output = tail(output.trim(), INSTALL_OUTPUT_TAIL);
+        Err(ArtifactError::InstallFailed {
+            status: status.to_string(),
+            output,
+        })
+    }
+}
+
+fn tail(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("...{}", &s[start..])
+}
+
+async fn remove_dir(p: &Path) {
+    if let Err(e) = tokio::fs::remove_dir_all(p).await
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %p.display(), error = %e, "could not remove a stale artifact directory");
+    }
+}

@@ -1,0 +1,308 @@
+//! The HTTP gateway: the one public door to every function.
+//!
+//! Routing is kept apart from serving: [`RouteTable`] maps
+//! `<namespace>/<function>` to the function's ready instances and is swapped
+//! by the reconciler; [`serve`] accepts connections and forwards each request
+//! to an instance over a keep-alive connection pool.
+//!
+//! Guarantees: a request for an unknown function gets 404, for a function
+//! with no ready instance 503 with the reason, for an instance that fails
+//! mid-request 502, for one that does not answer within the function's
+//! timeout plus a grace period 504; a body whose declared length exceeds the
+//! function's limit gets 413 before anything is forwarded. The runtime host
+//! enforces the function timeout itself (408); the gateway's deadline only
+//! guards against a host that cannot answer at all.
+//!
+//! Shutdown: on cancellation the listener closes and open connections are
+//! drained for at most the grace period given to [`serve`].
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type GatewayBody = BoxBody<Bytes, BoxError>;
+
+/// Extra time the gateway waits beyond a function's own timeout.
+pub const TIMEOUT_GRACE: Duration = Duration::from_secs(5);
+
+/// Where a function's requests go.
+#[derive(Debug)]
+pub struct Route {
+    pub instances: Vec<SocketAddr>,
+    pub timeout: Duration,
+    pub body_limit: u64,
+    /// Why there is no instance (shown with 503).
+    pub unavailable: Option<String>,
+    /// uid of the Function this route belongs to.
+    pub owner: String,
+    next: AtomicUsize,
+}
+
+impl Route {
+    pub fn new(
+        owner: &str,
+        instances: Vec<SocketAddr>,
+        timeout: Duration,
+        body_limit: u64,
+        unavailable: Option<String>,
+    ) -> Route {
+        Route {
+            instances,
+            timeout,
+            body_limit,
+            unavailable,
+            owner: owner.to_string(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    fn pick(&self) -> Option<SocketAddr> {
+        if self.instances.is_empty() {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.instances.len();
+        Some(self.instances[i])
+    }
+}
+
+/// The live routing table; readers never wait on a reconcile.
+#[derive(Clone, Default)]
+pub struct RouteTable {
+    inner: Arc<RwLock<HashMap<String, Arc<Route>>>>,
+}
+
+impl RouteTable {
+    /// Install or replace a function's route.
+    pub fn set(&self, ns: &str, name: &str, route: Route) {
+        let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        map.insert(format!("{ns}/{name}"), Arc::new(route));
+    }
+
+    /// Remove a function's route, if it still belongs to `owner`.
+    pub fn remove(&self, ns: &str, name: &str, owner: &str) {
+        let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let key = format!("{ns}/{name}");
+        if map.get(&key).is_some_and(|r| r.owner == owner) {
+            map.remove(&key);
+        }
+    }
+
+    /// The route of a function.
+    pub fn get(&self, ns: &str, name: &str) -> Option<Arc<Route>> {
+        let map = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        map.get(&format!("{ns}/{name}")).cloned()
+    }
+}
+
+/// Split `/<ns>/<function>[/rest]` into its parts; the rest keeps its leading
+/// slash and defaults to `/`.
+pub fn split_path(path: &str) -> Option<(&str, &str, &str)> {
+    let p = path.strip_prefix('/')?;
+    let (ns, rest) = p.split_once('/')?;
+    let (name, sub) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    (!ns.is_empty() && !name.is_empty()).then_some((ns, name, sub))
+}
+
+fn plain(status: StatusCode, msg: impl Into<String>) -> Response<GatewayBody> {
+    let mut body = msg.into();
+    body.push('\n');
+    let mut r = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// The gateway's request handler, shared by every connection.
+#[derive(Clone)]
+pub struct Gateway {
+    routes: RouteTable,
+    client: Client<HttpConnector, Incoming>,
+}
+
+impl Gateway {
+    pub fn new(routes: RouteTable) -> Gateway {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Gateway { routes, client }
+    }
+
+    /// Forward one request.
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<GatewayBody> {
+        let path = req.uri().path().to_string();
+        let Some((ns, name, sub)) = split_path(&path) else {
+            return plain(
+                StatusCode::NOT_FOUND,
+                "call a function at /<namespace>/<function>",
+            );
+        };
+        let Some(route) = self.routes.get(ns, name) else {
+            return plain(
+                StatusCode::NOT_FOUND,
+                format!("function {ns}/{name} not found"),
+            );
+        };
+        let Some(addr) = route.pick() else {
+            let why = route.unavailable.as_deref().unwrap_or("it is starting");
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("function {ns}/{name} has no ready instance: {why}"),
+            );
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > route.body_limit) {
+            return plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "request body is larger than the function's limit of {} bytes",
+                    route.body_limit
+                ),
+            );
+        }
+        let pq = match req.uri().query() {
+            Some(q) => format!("{sub}?{q}"),
+            None => sub.to_string(),
+        };
+        let (mut parts, body) = req.into_parts();
+        parts.uri = match Uri::builder()
+            .scheme("http")
+            .authority(addr.to_string())
+            .path_and_query(pq)
+            .build()
+        {
+            Ok(u) => u,
+            Err(e) => return plain(StatusCode::BAD_REQUEST, format!("bad request path: {e}")),
+        };
+        let upstream = Request::from_parts(parts, body);
+        match tokio::time::timeout(route.timeout + TIMEOUT_GRACE, self.client.request(upstream))
+            .await
+        {
+            Ok(Ok(resp)) => resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed()),
+            Ok(Err(e)) => plain(
+                StatusCode::BAD_GATEWAY,
+                format!("function {ns}/{name} failed to answer: {e}"),
+            ),
+            Err(_) => plain(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "function {ns}/{name} did not answer within {} s",
+                    route.timeout.as_secs()
+                ),
+            ),
+        }
+    }
+}
+
+/// Serve the gateway on `listener` until `shutdown`, then drain open
+/// connections for at most `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Gateway,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
+    // Connections live in a JoinSet: finished ones are reaped as we go, and
+    // whatever outlives the drain is aborted when the set drops.
+    let mut conns = JoinSet::new();
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "gateway accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let gw = gateway.clone();
+        let svc = hyper::service::service_fn(move |req| {
+            let gw = gw.clone();
+            async move { Ok::<_, Infallible>(gw.handle(req).await) }
+        });
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        while conns.try_join_next().is_some() {}
+        conns.spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "gateway connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(grace) => tracing::warn!("gateway drain exceeded {grace:?}; closing open connections"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_split_into_namespace_function_and_rest() {
+        assert_eq!(
+            split_path("/default/hello"),
+            Some(("default", "hello", "/"))
+        );
+        assert_eq!(
+            split_path("/default/hello/"),
+            Some(("default", "hello", "/"))
+        );
+        assert_eq!(split_path("/ns/f/a/b"), Some(("ns", "f", "/a/b")));
+        assert_eq!(split_path("/default"), None);
+        assert_eq!(split_path("/"), None);
+        assert_eq!(split_path("//x"), None);
+    }
+
+    #[test]
+    fn route_round_robins() {
+        let a: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        let b: SocketAddr = "127.0.0.1:2".parse().expect("addr");
+        let r = Route::new("u", vec![a, b], Duration::from_secs(1), 10, None);
+        assert_eq!([r.pick(), r.pick(), r.pick()], [Some(a), Some(b), Some(a)]);
+        assert_eq!(
+            Route::new("u", vec![], Duration::from_secs(1), 10, None).pick(),
+            None
+        );
+    }
+}

@@ -1,0 +1,501 @@
+//! One function instance: a `kubeless-runtime` host process, supervised.
+//!
+//! [`run`] owns the process for its whole life: start it in its own process
+//! group, pump its stdout/stderr into the function log, wait for `/healthz`,
+//! report `Ready`, and when it exits report `Down` and start it again after
+//! an exponential backoff (reset after a minute of healthy running). A host
+//! that exits with code 3 could not load the handler: that is reported as a
+//! load failure with the host's one-line reason and retried slowly.
+//!
+//! Stopping (cancellation) sends SIGTERM to the process group, waits up to
+//! [`STOP_GRACE`], then SIGKILLs the group: no worker is ever orphaned. The
+//! pid is also recorded under `<run root>/pids` so a server restarted after
+//! `kill -9` can clear instances the old server left behind
+//! ([`reap_leftovers`]).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kubeless_plan::FunctionPlan;
+use kubeless_plan::expand::expand;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::logs::LogHub;
+
+/// How long a stopping instance gets before SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long a new instance may take to answer `/healthz`.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
+/// Exit code of the runtime host when the handler cannot be loaded.
+pub const EXIT_LOAD_FAILURE: i32 = 3;
+
+/// What an instance tells its function.
+#[derive(Debug, Clone)]
+pub enum InstanceEvent {
+    Ready {
+        set: u64,
+        slot: usize,
+        addr: SocketAddr,
+    },
+    Down {
+        set: u64,
+        slot: usize,
+        reason: String,
+        load_failure: bool,
+    },
+}
+
+/// Shared, read-only context for instances.
+#[derive(Clone)]
+pub struct InstanceCtx {
+    pub runtime_bin: PathBuf,
+    pub python: String,
+    pub node: String,
+    pub logs: LogHub,
+    /// `<home>/server/run`: per-instance scratch dirs and pid files.
+    pub run_root: PathBuf,
+    pub secrets: crate::secrets::SecretFiles,
+    pub limits: crate::limits::MemoryLimits,
+}
+
+/// What one instance runs.
+#[derive(Clone)]
+pub struct InstanceSpec {
+    pub plan: Arc<FunctionPlan>,
+    pub artifact: PathBuf,
+    pub set: u64,
+    pub slot: usize,
+}
+
+/// Supervise one instance until cancelled.
+pub async fn run(
+    ctx: InstanceCtx,
+    spec: InstanceSpec,
+    events: mpsc::Sender<InstanceEvent>,
+    cancel: CancellationToken,
+) {
+    let plan = &spec.plan;
+    let mut failures: u32 = 0;
+    loop {
+        let outcome = run_once(&ctx, &spec, &events, &cancel).await;
+        let (reason, load_failure, healthy_for) = match outcome {
+            Outcome::Cancelled => return,
+            Outcome::Down {
+                reason,
+                load_failure,
+                healthy_for,
+            } => (reason, load_failure, healthy_for),
+        };
+        let _ = events
+            .send(InstanceEvent::Down {
+                set: spec.set,
+                slot: spec.slot,
+                reason: reason.clone(),
+                load_failure,
+            })
+            .await;
+        if healthy_for > Duration::from_secs(60) {
+            failures = 0;
+        }
+        failures = failures.saturating_add(1);
+        let (base, cap) = if load_failure {
+            (Duration::from_secs(5), Duration::from_secs(300))
+        } else {
+            (Duration::from_millis(250), Duration::from_secs(30))
+        };
+        let delay = base
+            .saturating_mul(1u32 << failures.min(10).saturating_sub(1))
+            .min(cap);
+        ctx.logs.push(
+            &plan.namespace,
+            &plan.name,
+            format!(
+                "kubeless: instance {} stopped ({reason}); restarting in {:.1} s",
+                spec.slot,
+                delay.as_secs_f64()
+            )
+            .as_bytes(),
+        );
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+enum Outcome {
+    Cancelled,
+    Down {
+        reason: String,
+        load_failure: bool,
+        healthy_for: Duration,
+    },
+}
+
+async fn run_once(
+    ctx: &InstanceCtx,
+    spec: &InstanceSpec,
+    events: &mpsc::Sender<InstanceEvent>,
+    cancel: &CancellationToken,
+) -> Outcome {
+    let plan = &spec.plan;
+    let port = match free_port().await {
+        Ok(p) => p,
+        Err(e) => return down(format!("no free loopback port: {e}"), false, Duration::ZERO),
+    };
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let scratch = ctx.run_root.join(format!(
+        "{}_{}_{}_{}",
+        plan.namespace, plan.name, spec.set, spec.slot
+    ));
+    let mut cmd = match command(ctx, spec, port, &scratch).await {
+        Ok(c) => c,
+        Err(reason) => return down(reason, false, Duration::ZERO),
+    };
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return down(
+                format!("start {}: {e}", ctx.runtime_bin.display()),
+                false,
+                Duration::ZERO,
+            );
+        }
+    };
+    let pid = child.id();
+    let pid_file = pid.map(|p| ctx.run_root.join("pids").join(p.to_string()));
+    if let Some(f) = &pid_file {
+        let _ = tokio::fs::write(f, ctx.runtime_bin.to_string_lossy().as_bytes()).await;
+    }
+    // Holding the write end of stdin: when this server dies the host sees EOF and exits.
+    let stdin = child.stdin.take();
+
+    let last_err = Arc::new(Mutex::new(String::new()));
+    let mut pumps = JoinSet::new();
+    if let Some(out) = child.stdout.take() {
+        pumps.spawn(pump(
+            out,
+            ctx.logs.clone(),
+            plan.namespace.clone(),
+            plan.name.clone(),
+            None,
+        ));
+    }
+    if let Some(err) = child.stderr.take() {
+        pumps.spawn(pump(
+            err,
+            ctx.logs.clone(),
+            plan.namespace.clone(),
+            plan.name.clone(),
+            Some(last_err.clone()),
+        ));
+    }
+
+    let outcome = supervise(&mut child, addr, spec, events, cancel, &last_err).await;
+    stop(&mut child, pid).await;
+    drop(stdin);
+    // The pipes close with the process group; the pumps end by themselves.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while pumps.join_next().await.is_some() {}
+    })
+    .await;
+    pumps.abort_all();
+    if let Some(f) = pid_file {
+        let _ = tokio::fs::remove_file(f).await;
+    }
+    ctx.limits.release(&scratch_name(&scratch)).await;
+    let _ = tokio::fs::remove_dir_all(&scratch).await;
+    match outcome {
+        Outcome::Down {
+            reason,
+            load_failure,
+            healthy_for,
+        } => {
+            let reason = match last_line(&last_err) {
+                Some(l) if !reason.contains(&l) => format!("{reason}: {l}"),
+                _ => reason,
+            };
+            Outcome::Down {
+                reason,
+                load_failure,
+                healthy_for,
+            }
+        }
+        other => other,
+    }
+}
+
+fn scratch_name(scratch: &Path) -> String {
+    scratch
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default()
+}
+
+fn down(reason: String, load_failure: bool, healthy_for: Duration) -> Outcome {
+    Outcome::Down {
+        reason,
+        load_failure,
+        healthy_for,
+    }
+}
+
+fn last_line(last: &Mutex<String>) -> Option<String> {
+    let l = last
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .trim()
+        .to_string();
+    (!l.is_empty()).then_some(l)
+}
+
+async fn supervise(
+    child: &mut Child,
+    addr: SocketAddr,
+    spec: &InstanceSpec,
+    events: &mpsc::Sender<InstanceEvent>,
+    cancel: &CancellationToken,
+    last_err: &Mutex<String>,
+) -> Outcome {
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(5);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return Outcome::Cancelled,
+            status = child.wait() => {
+                let code = status.as_ref().ok().and_then(|s| s.code());
+                let load_failure = code == Some(EXIT_LOAD_FAILURE);
+                let reason = if load_failure {
+                    last_line(last_err).unwrap_or_else(|| "the handler could not be loaded".into())
+                } else {
+                    describe_exit(&status)
+                };
+                return down(reason, load_failure, Duration::ZERO);
+            }
+            _ = tokio::time::sleep(delay) => {
+                if healthy(addr).await {
+                    break;
+                }
+                if started.elapsed() > STARTUP_TIMEOUT {
+                    return down(format!("did not answer /healthz within {} s", STARTUP_TIMEOUT.as_secs()), false, Duration::ZERO);
+                }
+                delay = (delay * 2).min(Duration::from_millis(200));
+            }
+        }
+    }
+    let _ = events
+        .send(InstanceEvent::Ready {
+            set: spec.set,
+            slot: spec.slot,
+            addr,
+        })
+        .await;
+    let ready_at = Instant::now();
+    tokio::select! {
+        _ = cancel.cancelled() => Outcome::Cancelled,
+        status = child.wait() => down(describe_exit(&status), false, ready_at.elapsed()),
+    }
+}
+
+fn describe_exit(status: &std::io::Result<std::process::ExitStatus>) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Ok(s) => match (s.code(), s.signal()) {
+            (Some(c), _) => format!("the function process exited with code {c}"),
+            (None, Some(9)) => {
+                "the function process was killed (SIGKILL; out of memory?)".to_string()
+            }
+            (None, Some(sig)) => format!("the function process was killed by signal {sig}"),
+            _ => "the function process exited".to_string(),
+        },
+        Err(e) => format!("waiting for the function process failed: {e}"),
+    }
+}
+
+/// Build the host's command line and environment. The host gets a clean
+/// environment: nothing of the server's (its token above all) leaks in.
+async fn command(
+    ctx: &InstanceCtx,
+    spec: &InstanceSpec,
+    port: u16,
+    scratch: &Path,
+) -> Result<Command, String> {
+    let plan = &spec.plan;
+    tokio::fs::create_dir_all(scratch.join("home"))
+        .await
+        .map_err(|e| format!("create {}: {e}", scratch.display()))?;
+    let artifact = spec.artifact.to_string_lossy().to_string();
+    let mut env: Vec<(String, String)> = Vec::new();
+    for var in &plan.env {
+        let value = match var.name.as_str() {
+            "FUNC_PORT" => port.to_string(),
+            "KUBELESS_INSTALL_VOLUME" => artifact.clone(),
+            _ => expand(&var.value, |name| match name {
+                "KUBELESS_INSTALL_VOLUME" => Some(artifact.clone()),
+                other => env
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| k == other)
+                    .map(|(_, v)| v.clone()),
+            }),
+        };
+        env.push((var.name.clone(), value));
+    }
+    let secret_root = ctx
+        .secrets
+        .materialize(&plan.namespace, &plan.secrets, &scratch.join("secrets"))
+        .await?;
+    let mut cmd = match ctx
+        .limits
+        .wrap(&scratch_name(scratch), plan.memory_limit_bytes)
+        .await
+    {
+        Some(mut sh) => {
+            sh.arg(&ctx.runtime_bin);
+            sh
+        }
+        None => Command::new(&ctx.runtime_bin),
+    };
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", scratch.join("home"))
+        .env("LANG", "C.UTF-8")
+        .env("PYTHONUNBUFFERED", "1")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("KUBELESS_BIND", "127.0.0.1")
+        .env("KUBELESS_RUNTIME_LANGUAGE", plan.runtime.language.as_str())
+        .env("KUBELESS_RUNTIME_DIR", scratch.join("run"))
+        .env("KUBELESS_PYTHON", &ctx.python)
+        .env("KUBELESS_NODE", &ctx.node)
+        .env("KUBELESS_EXIT_ON_STDIN_EOF", "1")
+        .env(
+            "REQ_MB_LIMIT",
+            (plan.request_limit_bytes / (1024 * 1024))
+                .max(1)
+                .to_string(),
+        )
+        .current_dir(&spec.artifact)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    if let Some(root) = secret_root {
+        cmd.env("KUBELESS_SECRETS_ROOT", root);
+    }
+    Ok(cmd)
+}
+
+/// Copy lines of one stream into the function log.
+async fn pump(
+    stream: impl tokio::io::AsyncRead + Unpin,
+    logs: LogHub,
+    ns: String,
+    name: String,
+    last: Option<Arc<Mutex<String>>>,
+) {
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::with_capacity(256);
+    loop {
+        line.clear();
+        // Cap each read so one endless line cannot grow without bound.
+        match (&mut reader)
+            .take(64 * 1024)
+            .read_until(b'\n', &mut line)
+            .await
+        {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let text = line.strip_suffix(b"\n").unwrap_or(&line);
+                let text = text.strip_suffix(b"\r").unwrap_or(text);
+                logs.push(&ns, &name, text);
+                if let Some(last) = &last
+                    && !text.iter().all(u8::is_ascii_whitespace)
+                {
+                    *last.lock().unwrap_or_else(|p| p.into_inner()) =
+                        String::from_utf8_lossy(text).to_string();
+                }
+            }
+        }
+    }
+}
+
+/// SIGTERM the process group, then SIGKILL it after [`STOP_GRACE`].
+async fn stop(child: &mut Child, pid: Option<u32>) {
+    let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) else {
+        return;
+    };
+    let pg = Pid::from_raw(pid);
+    if matches!(child.try_wait(), Ok(None)) {
+        let _ = killpg(pg, Signal::SIGTERM);
+        if tokio::time::timeout(STOP_GRACE, child.wait())
+            .await
+            .is_err()
+        {
+            let _ = killpg(pg, Signal::SIGKILL);
+            let _ = child.wait().await;
+        }
+    }
+    // Workers the host started live in the same group; make sure none stays.
+    let _ = killpg(pg, Signal::SIGKILL);
+}
+
+/// Kill instances a previous server left running (after `kill -9`).
+pub async fn reap_leftovers(run_root: &Path) {
+    let pids = run_root.join("pids");
+    let Ok(mut dir) = tokio::fs::read_dir(&pids).await else {
+        return;
+    };
+    while let Ok(Some(entry)) = dir.next_entry().await {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if let Ok(pid) = name.parse::<i32>() {
+            let cmdline = tokio::fs::read(format!("/proc/{pid}/cmdline"))
+                .await
+                .unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains("kubeless-runtime") {
+                tracing::info!(pid, "stopping an instance left by a previous server");
+                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+        let _ = tokio::fs::remove_file(entry.path()).await;
+    }
+}
+
+async fn free_port() -> std::io::Result<u16> {
+    let l = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    Ok(l.local_addr()?.port())
+}
+
+/// One cheap `GET /healthz` over a fresh connection.
+async fn healthy(addr: SocketAddr) -> bool {
+    let check = async {
+        let mut s = TcpStream::connect(addr).await.ok()?;
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut buf = [0u8; 16];
+        let mut n = 0;
+        while n < 12 {
+            let m = s.read(&mut buf[n..]).await.ok()?;
+            if m == 0 {
+                break;
+            }
+            n += m;
+        }
+        Some(buf[..n].starts_with(b"HTTP/1.1 200") || buf[..n].starts_with(b"HTTP/1.0 200"))
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), check).await,
+        Ok(Some(true))
+    )
+}

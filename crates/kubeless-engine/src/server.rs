@@ -1,0 +1,256 @@
+//! `kubeless server`: validate the options, then open the store, bind both
+//! listeners, write the client config, and run the API, the gateway and the
+//! reconciler until shutdown.
+//!
+//! Shutdown is bounded: on cancellation the listeners stop accepting, open
+//! API and gateway connections drain for at most `shutdown_grace`, and every
+//! function instance gets SIGTERM then SIGKILL after its stop grace.
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kubeless_plan::{Catalogue, Language, Settings};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::artifact::{ArtifactCache, Tools};
+use crate::instance::InstanceCtx;
+use crate::{Ctx, EngineError, api, gateway, instance, limits, logs, reconcile, secrets, store};
+
+/// Everything `kubeless server` needs, validated before any side effect.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// `$KUBELESS_HOME`: client config, store, artifacts.
+    pub home: PathBuf,
+    pub api_addr: SocketAddr,
+    pub gateway_addr: SocketAddr,
+    /// Allow listening on a non-loopback address.
+    pub allow_remote: bool,
+    /// The `kubeless-runtime` host binary.
+    pub runtime_bin: PathBuf,
+    pub python: Option<String>,
+    pub node: Option<String>,
+    pub npm: Option<String>,
+    pub log_bytes: usize,
+    pub shutdown_grace: Duration,
+}
+
+impl ServerOptions {
+    /// Check the options; returns the languages that can run here.
+    pub fn validate(&self) -> Result<Vec<Language>, EngineError> {
+        for (what, addr) in [
+            ("--api-addr", self.api_addr),
+            ("--gateway-addr", self.gateway_addr),
+        ] {
+            if !addr.ip().is_loopback() && !self.allow_remote {
+                return Err(EngineError::Config(format!(
+                    "{what} {addr} is not a loopback address; the server only listens on this machine unless --allow-remote is given"
+                )));
+            }
+        }
+        if self.api_addr == self.gateway_addr && self.api_addr.port() != 0 {
+            return Err(EngineError::Config(
+                "--api-addr and --gateway-addr must differ".into(),
+            ));
+        }
+        if !self.runtime_bin.is_file() {
+            return Err(EngineError::Config(format!(
+                "the runtime host {} does not exist; build it with 'cargo build --release' or set KUBELESS_RUNTIME_BIN",
+                self.runtime_bin.display()
+            )));
+        }
+        let mut langs = Vec::new();
+        if self.python.is_some() {
+            langs.push(Language::Python);
+        }
+        if self.node.is_some() {
+            langs.push(Language::Nodejs);
+        }
+        if langs.is_empty() {
+            return Err(EngineError::Config(
+                "neither python3 nor node was found on PATH; install one of them to run functions"
+                    .into(),
+            ));
+        }
+        Ok(langs)
+    }
+}
+
+/// Run the embedded server until `shutdown` is cancelled.
+pub async fn serve(opts: ServerOptions, shutdown: CancellationToken) -> Result<(), EngineError> {
+    let langs = opts.validate()?;
+    let server_dir = opts.home.join("server");
+    let run_root = server_dir.join("run");
+    for dir in [
+        &opts.home,
+        &server_dir,
+        &server_dir.join("artifacts"),
+        &run_root,
+        &run_root.join("pids"),
+    ] {
+        create_private_dir(dir).await?;
+    }
+    let store = store::Store::open(&server_dir.join("store.redb"))?;
+    let token = load_or_create_token(&server_dir.join("token")).await?;
+    instance::reap_leftovers(&run_root).await;
+
+    let api_listener =
+        TcpListener::bind(opts.api_addr)
+            .await
+            .map_err(|source| EngineError::Bind {
+                addr: opts.api_addr,
+                flag: "--api-addr",
+                source,
+            })?;
+    let gw_listener = TcpListener::bind(opts.gateway_addr)
+        .await
+        .map_err(|source| EngineError::Bind {
+            addr: opts.gateway_addr,
+            flag: "--gateway-addr",
+            source,
+        })?;
+    let api_addr = api_listener.local_addr().map_err(EngineError::Serve)?;
+    let gw_addr = gw_listener.local_addr().map_err(EngineError::Serve)?;
+    let gateway_url = format!("http://{gw_addr}");
+    let api_url = format!("http://{api_addr}");
+    write_client_config(&opts.home, &api_url, &token, &gateway_url).await?;
+
+    let limits = limits::MemoryLimits::detect().await;
+    if !limits.enforced() {
+        tracing::warn!(
+            "memory cgroups are not writable here: --memory is exported as FUNC_MEMORY_LIMIT but not enforced"
+        );
+    }
+    let python = opts.python.clone().unwrap_or_default();
+    let node = opts.node.clone().unwrap_or_default();
+    let logs = logs::LogHub::new(opts.log_bytes);
+    let ctx = Arc::new(Ctx {
+        home: opts.home.clone(),
+        store: store.clone(),
+        routes: gateway::RouteTable::default(),
+        logs: logs.clone(),
+        artifacts: ArtifactCache::new(
+            server_dir.join("artifacts"),
+            Tools {
+                python: python.clone(),
+                node: node.clone(),
+                npm: opts.npm.clone().unwrap_or_else(|| "npm".into()),
+            },
+        ),
+        catalogue: Catalogue::embedded().restricted_to(&langs),
+        settings: Settings::default(),
+        instance: InstanceCtx {
+            runtime_bin: opts.runtime_bin.clone(),
+            python,
+            node,
+            logs,
+            run_root,
+            secrets: secrets::SecretFiles::new(store),
+            limits,
+        },
+    });
+    let state = api::ApiState {
+        ctx: ctx.clone(),
+        token: Arc::new(token),
+        gateway_url: gateway_url.clone(),
+        http: reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap_or_default(),
+    };
+    tracing::info!(api = %api_url, gateway = %gateway_url, home = %opts.home.display(), "kubeless server ready");
+
+    let grace = opts.shutdown_grace;
+    let api_token = shutdown.clone();
+    let api = async move {
+        let stop = api_token.clone();
+        let serve = axum::serve(api_listener, api::router(state))
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .into_future();
+        // A follower of `logs -f` never ends by itself: bound the drain.
+        let bound = async {
+            api_token.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            r = serve => r.map_err(EngineError::Serve),
+            _ = bound => Ok(()),
+        }
+    };
+    let gw = gateway::serve(
+        gw_listener,
+        gateway::Gateway::new(ctx.routes.clone()),
+        shutdown.clone(),
+        grace,
+    );
+    let rec = reconcile::run(ctx.clone(), shutdown.clone());
+    let (api_result, (), ()) = tokio::join!(api, gw, rec);
+    tracing::info!("kubeless server stopped");
+    api_result
+}
+
+async fn create_private_dir(dir: &Path) -> Result<(), EngineError> {
+    let io = |source| EngineError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    tokio::fs::create_dir_all(dir).await.map_err(io)?;
+    tokio::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .await
+        .map_err(io)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
+    let io = |source| EngineError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    // Write a sibling then rename: a reader never sees a half-written file,
+    // and the file is 0600 from its first byte.
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
+    std::io::Write::write_all(&mut f, bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+async fn load_or_create_token(path: &Path) -> Result<String, EngineError> {
+    if let Ok(t) = tokio::fs::read_to_string(path).await {
+        let t = t.trim().to_string();
+        if t.len() >= 32 {
+            return Ok(t);
+        }
+    }
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    let p = path.to_path_buf();
+    let t = token.clone();
+    tokio::task::spawn_blocking(move || write_private(&p, t.as_bytes()))
+        .await
+        .map_err(|e| EngineError::Config(e.to_string()))??;
+    Ok(token)
+}
+
+async fn write_client_config(
+    home: &Path,
+    server: &str,
+    token: &str,
+    gateway: &str,
+) -> Result<(), EngineError> {
+    let body = serde_json::json!({"server": server, "token": token, "gateway": gateway});
+    let bytes = serde_json::to_vec_pretty(&body).map_err(|e| EngineError::Config(e.to_string()))?;
+    let path = home.join("config.json");
+    tokio::task::spawn_blocking(move || write_private(&path, &bytes))
+        .await
+        .map_err(|e| EngineError::Config(e.to_string()))?
+}
