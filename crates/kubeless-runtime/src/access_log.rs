@@ -1,0 +1,129 @@
+//! One Apache "combined" line per request, written to stdout.
+//!
+//! Kubeless' tests grep these lines (`"GET / HTTP/1.1" 200 11`), so the
+//! format follows Apache exactly, including `-` for an empty body.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+/// What one log line says about one request.
+pub struct Entry<'a> {
+    pub remote: IpAddr,
+    pub time: OffsetDateTime,
+    pub method: &'a str,
+    /// Path and query as the client sent them.
+    pub target: &'a str,
+    pub version: &'a str,
+    pub status: u16,
+    pub body_bytes: u64,
+    pub referer: Option<&'a [u8]>,
+    pub user_agent: Option<&'a [u8]>,
+}
+
+/// Formats `entry` as a combined-log line, without the trailing newline.
+pub fn format(entry: &Entry<'_>) -> String {
+    let mut line = String::with_capacity(160);
+    let _ = write!(line, "{} - - [", entry.remote);
+    let stamp = format_description!(
+        "[day]/[month repr:short]/[year]:[hour]:[minute]:[second] [offset_hour sign:mandatory][offset_minute]"
+    );
+    match entry.time.format(&stamp) {
+        Ok(text) => line.push_str(&text),
+        Err(_) => line.push('-'),
+    }
+    line.push_str("] \"");
+    escape_into(&mut line, entry.method.as_bytes());
+    line.push(' ');
+    escape_into(&mut line, entry.target.as_bytes());
+    line.push(' ');
+    line.push_str(entry.version);
+    let _ = write!(line, "\" {} ", entry.status);
+    if entry.body_bytes == 0 {
+        line.push('-');
+    } else {
+        let _ = write!(line, "{}", entry.body_bytes);
+    }
+    for field in [entry.referer, entry.user_agent] {
+        line.push_str(" \"");
+        match field {
+            Some(value) if !value.is_empty() => escape_into(&mut line, value),
+            _ => line.push('-'),
+        }
+        line.push('"');
+    }
+    line
+}
+
+/// Escapes like Apache's `ap_escape_logitem`, so a client cannot forge log
+/// lines or break the quoting.
+fn escape_into(out: &mut String, bytes: &[u8]) {
+    for &b in bytes {
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn entry<'a>() -> Entry<'a> {
+        Entry {
+            remote: "127.0.0.1".parse().unwrap(),
+            time: datetime!(2026-11-21 10:00:00 UTC),
+            method: "GET",
+            target: "/",
+            version: "HTTP/1.1",
+            status: 200,
+            body_bytes: 11,
+            referer: None,
+            user_agent: Some(b"curl/7.88"),
+        }
+    }
+
+    #[test]
+    fn combined_format() {
+        assert_eq!(
+            format(&entry()),
+            r#"127.0.0.1 - - [21/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 11 "-" "curl/7.88""#
+        );
+    }
+
+    #[test]
+    fn empty_body_and_missing_agent_are_dashes() {
+        let mut e = entry();
+        e.body_bytes = 0;
+        e.user_agent = None;
+        e.referer = Some(b"http://x/");
+        e.target = "/a?b=1";
+        e.method = "PUT";
+        assert_eq!(
+            format(&e),
+            r#"127.0.0.1 - - [21/Nov/2026:10:00:00 +0000] "PUT /a?b=1 HTTP/1.1" 200 - "http://x/" "-""#
+        );
+    }
+
+    #[test]
+    fn escapes_quotes_and_control_bytes() {
+        let mut e = entry();
+        e.user_agent = Some(b"evil\" \n\xff\\");
+        assert!(
+            format(&e).ends_with(r#""-" "evil\" \n\xff\\""#),
+            "{}",
+            format(&e)
+        );
+    }
+}

@@ -1,0 +1,159 @@
+//! The Kubeless runtime host: the process that runs inside every function
+//! instance (a pod's main process in Kubernetes, a local process under the
+//! embedded server).
+//!
+//! The host owns everything that is the same in every language: the HTTP
+//! contract on `FUNC_PORT`, `/healthz`, Prometheus `/metrics`, timeouts,
+//! body limits, CORS and the request log. The user's code runs in small,
+//! persistent language workers (`runtimes/<language>/`) that import the
+//! handler once and answer framed requests over a Unix socket.
+//!
+//! Modules:
+//! - [`config`]: the validated configuration `main` builds from the env;
+//! - [`frame`]: the host-worker wire format (pure encode/decode);
+//! - [`worker`]: one worker process and its socket;
+//! - [`pool`]: how many workers, which one serves a request, replacement;
+//! - [`server`]: HTTP routing and translation to and from frames;
+//! - [`metrics`] and [`access_log`]: what the host reports;
+//! - [`error`]: the crate's error type.
+//!
+//! [`run`] ties them together; docs/runtime-host.md is the contract.
+
+pub mod access_log;
+pub mod config;
+pub mod error;
+pub mod frame;
+pub mod metrics;
+pub mod pool;
+pub mod server;
+pub mod worker;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::{Config, Language};
+pub use error::Error;
+
+use pool::Pool;
+use worker::WorkerSpec;
+
+/// How long killed workers and the requests they were serving get to wind
+/// down after the grace period.
+const FINAL_WAIT: Duration = Duration::from_secs(2);
+
+/// Runs the host until `shutdown` fires, then drains: in-flight requests
+/// get [`Config::shutdown_grace`] (cut short by `force`), then every worker
+/// is stopped. Returns [`Error::LoadHandler`] when the first worker cannot
+/// load the handler; the port is only bound after that worker is ready.
+pub async fn run(
+    config: Config,
+    shutdown: CancellationToken,
+    force: CancellationToken,
+) -> Result<(), Error> {
+    let runtime_dir = prepare_runtime_dir(config.runtime_dir.clone()).await?;
+    let (script_name, script_source) = worker::script(config.language);
+    let script = runtime_dir.path().join(script_name);
+    tokio::fs::write(&script, script_source)
+        .await
+        .map_err(|source| Error::PrepareRuntimeDir {
+            path: script.clone(),
+            source,
+        })?;
+
+    // Workers chdir into the code dir, so it must be absolute and exist.
+    let code_dir = tokio::fs::canonicalize(&config.code_dir)
+        .await
+        .map_err(|e| Error::LoadHandler {
+            module: config.module.clone(),
+            function: config.handler.clone(),
+            reason: format!("code directory {}: {e}", config.code_dir.display()),
+        })?;
+
+    let spec = WorkerSpec::new(&config, script, runtime_dir.path().to_owned(), code_dir);
+    let tracker = TaskTracker::new();
+    let pool = tokio::select! {
+        pool = Pool::start(spec, config.max_workers, tracker.clone(), shutdown.clone()) => pool?,
+        _ = shutdown.cancelled() => return Ok(()),
+    };
+
+    let addr = std::net::SocketAddr::new(config.bind, config.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })?;
+    let local = listener.local_addr().unwrap_or(addr);
+    eprintln!(
+        "kubeless-runtime: serving {}.{} ({}) on http://{local} with up to {} workers",
+        config.module,
+        config.handler,
+        config.language.name(),
+        config.max_workers
+    );
+
+    let app = Arc::new(server::App {
+        pool: Arc::clone(&pool),
+        metrics: metrics::Metrics::default(),
+        body_limit: config.body_limit,
+        timeout: config.timeout,
+    });
+    server::serve(listener, app, tracker.clone(), shutdown.clone()).await;
+
+    tracker.close();
+    let grace = config.shutdown_grace();
+    tokio::select! {
+        _ = tracker.wait() => {}
+        _ = tokio::time::sleep(grace) => {
+            eprintln!("kubeless-runtime: requests still running after {} s; stopping workers", grace.as_secs_f64());
+        }
+        _ = force.cancelled() => {}
+    }
+    pool.close(FINAL_WAIT).await;
+    let _ = tokio::time::timeout(FINAL_WAIT, tracker.wait()).await;
+    drop(runtime_dir);
+    Ok(())
+}
+
+/// The directory for worker scripts and sockets; a temporary one is
+/// removed when dropped.
+enum RuntimeDir {
+    Given(PathBuf),
+    Temporary(tempfile::TempDir),
+}
+
+impl RuntimeDir {
+    fn path(&self) -> &std::path::Path {
+        match self {
+            RuntimeDir::Given(p) => p,
+            RuntimeDir::Temporary(t) => t.path(),
+        }
+    }
+}
+
+async fn prepare_runtime_dir(given: Option<PathBuf>) -> Result<RuntimeDir, Error> {
+    let created = tokio::task::spawn_blocking(move || match given {
+        Some(path) => match std::fs::create_dir_all(&path) {
+            Ok(()) => Ok(RuntimeDir::Given(path)),
+            Err(source) => Err(Error::PrepareRuntimeDir { path, source }),
+        },
+        None => tempfile::Builder::new()
+            .prefix("kubeless-runtime-")
+            .tempdir()
+            .map(RuntimeDir::Temporary)
+            .map_err(|source| Error::PrepareRuntimeDir {
+                path: std::env::temp_dir(),
+                source,
+            }),
+    })
+    .await;
+    match created {
+        Ok(result) => result,
+        Err(join) => Err(Error::PrepareRuntimeDir {
+            path: PathBuf::new(),
+            source: std::io::Error::other(join),
+        }),
+    }
+}

@@ -1,0 +1,314 @@
+//! One language worker process and the socket the host talks to it over.
+//!
+//! Flow: the host binds a fresh Unix socket in the runtime directory,
+//! spawns the interpreter on the embedded worker script in its own process
+//! group, accepts exactly one connection, removes the socket file and
+//! waits for the worker's `READY` (or `LOAD_FAILED`). After that the host
+//! sends one request at a time and reads one response per request.
+//!
+//! Guarantees: a `Worker` value owns its process; dropping it kills the
+//! whole process group (the user's code may have started children), so a
+//! stuck or broken worker can never outlive the handle. The worker itself
+//! exits when the socket closes, which covers a host that died without
+//! running destructors.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::process::{Child, Command};
+
+use crate::config::{Config, Language};
+use crate::error::Error;
+use crate::frame::{self, RequestHead, Response, WorkerMessage};
+
+const PYTHON_WORKER: &str = include_str!("../../../runtimes/python/kubeless_worker.py");
+const NODE_WORKER: &str = include_str!("../../../runtimes/nodejs/kubeless_worker.js");
+
+/// The file name and source of the worker script for `language`.
+pub fn script(language: Language) -> (&'static str, &'static str) {
+    match language {
+        Language::Python => ("kubeless_worker.py", PYTHON_WORKER),
+        Language::Nodejs => ("kubeless_worker.js", NODE_WORKER),
+    }
+}
+
+/// Process ids of every live worker, so shutdown can reach workers that are
+/// busy inside in-flight requests.
+pub type LivePids = Arc<Mutex<HashSet<u32>>>;
+
+/// Everything needed to start identical workers.
+#[derive(Debug, Clone)]
+pub struct WorkerSpec {
+    pub language: Language,
+    pub interpreter: String,
+    pub script: PathBuf,
+    pub socket_dir: PathBuf,
+    pub code_dir: PathBuf,
+    pub module: String,
+    pub handler: String,
+    pub env: Vec<(String, String)>,
+    pub load_timeout: Duration,
+}
+
+impl WorkerSpec {
+    /// The spec for `config`, with the script already written to `script`
+    /// and `code_dir` made absolute.
+    pub fn new(
+        config: &Config,
+        script: PathBuf,
+        socket_dir: PathBuf,
+        code_dir: PathBuf,
+    ) -> WorkerSpec {
+        let mut env = vec![
+            ("FUNC_HANDLER".to_owned(), config.handler.clone()),
+            ("MOD_NAME".to_owned(), config.module.clone()),
+            ("FUNC_TIMEOUT".to_owned(), config.timeout_text.clone()),
+            ("FUNC_RUNTIME".to_owned(), config.runtime.clone()),
+            ("FUNC_MEMORY_LIMIT".to_owned(), config.memory_limit.clone()),
+            ("FUNC_PORT".to_owned(), config.port.to_string()),
+            (
+                "KUBELESS_INSTALL_VOLUME".to_owned(),
+                code_dir.display().to_string(),
+            ),
+        ];
+        if config.language == Language::Python {
+            // Without this, print() output sits in a block buffer because
+            // stdout is a pipe, and the function log lags behind.
+            env.push(("PYTHONUNBUFFERED".to_owned(), "1".to_owned()));
+        }
+        WorkerSpec {
+            language: config.language,
+            interpreter: config.interpreter.clone(),
+            script,
+            socket_dir,
+            code_dir,
+            module: config.module.clone(),
+            handler: config.handler.clone(),
+            env,
+            load_timeout: config.load_timeout(),
+        }
+    }
+
+    fn load_error(&self, reason: String) -> Error {
+        Error::LoadHandler {
+            module: self.module.clone(),
+            function: self.handler.clone(),
+            reason,
+        }
+    }
+}
+
+/// A running worker with the handler loaded.
+pub struct Worker {
+    pid: u32,
+    child: Child,
+    stream: UnixStream,
+    next_id: u64,
+    live: LivePids,
+}
+
+impl Worker {
+    /// Starts worker number `n` and waits until it has loaded the handler.
+    pub async fn start(spec: &WorkerSpec, n: u64, live: LivePids) -> Result<Worker, Error> {
+        let socket = spec.socket_dir.join(format!("worker-{n}.sock"));
+        let spawn_error = |source| Error::SpawnWorker {
+            language: spec.language.name(),
+            program: spec.interpreter.clone(),
+            source,
+        };
+        // A leftover file from a crashed host would make bind fail.
+        let _ = std::fs::remove_file(&socket);
+        let listener = UnixListener::bind(&socket).map_err(spawn_error)?;
+        let socket_guard = RemoveOnDrop(&socket);
+
+        let mut command = Command::new(&spec.interpreter);
+        command
+            .arg(&spec.script)
+            .current_dir(&spec.code_dir)
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .env("KUBELESS_WORKER_SOCKET", &socket)
+            .stdin(Stdio::null())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = command.spawn().map_err(spawn_error)?;
+        let Some(pid) = child.id() else {
+            return Err(spawn_error(std::io::Error::other(
+                "worker exited immediately",
+            )));
+        };
+        lock(&live).insert(pid);
+        let mut guard = StartGuard {
+            pid,
+            live: live.clone(),
+            armed: true,
+        };
+
+        let loaded = tokio::time::timeout(spec.load_timeout, async {
+            let stream = tokio::select! {
+                accepted = listener.accept() => accepted.map(|(s, _)| s).map_err(|e| format!("accept worker connection: {e}"))?,
+                status = child.wait() => return Err(exited_while_loading(status)),
+            };
+            drop(socket_guard);
+            let mut stream = stream;
+            // No race with the process exit here: a worker that reports a
+            // failure and exits leaves its message in the socket buffer, and
+            // one that dies silently closes the socket.
+            match read_message(&mut stream).await {
+                Ok(WorkerMessage::Ready) => Ok(Ok(stream)),
+                Ok(WorkerMessage::LoadFailed { reason }) => Ok(Err(reason)),
+                Ok(WorkerMessage::Response(_)) => Err("worker answered before it was asked".to_owned()),
+                Err(reason) => match tokio::time::timeout(Duration::from_secs(1), child.wait()).await {
+                    Ok(status) => Err(exited_while_loading(status)),
+                    Err(_) => Err(reason),
+                },
+            }
+        })
+        .await;
+
+        let stream = match loaded {
+            Ok(Ok(Ok(stream))) => stream,
+            Ok(Ok(Err(reason)) | Err(reason)) => return Err(spec.load_error(reason)),
+            Err(_) => {
+                return Err(spec.load_error(format!(
+                    "module did not finish loading within {} s",
+                    spec.load_timeout.as_secs_f64()
+                )));
+            }
+        };
+        guard.armed = false;
+        Ok(Worker {
+            pid,
+            child,
+            stream,
+            next_id: 1,
+            live,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Whether the process has exited while idle (e.g. a stray timer in
+    /// the user's code crashed it), so it must not be handed a request.
+    pub fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends one request and waits for its response. An error means the
+    /// worker is unusable and must be dropped.
+    pub async fn call(
+        &mut self,
+        mut head: RequestHead<'_>,
+        body: &Bytes,
+    ) -> Result<Response, String> {
+        let id = self.next_id;
+        self.next_id += 1;
+        head.id = id;
+        let encoded = frame::encode_request_head(&head, body.len()).map_err(str::to_owned)?;
+        let io = |e: std::io::Error| format!("worker connection: {e}");
+        self.stream.write_all(&encoded).await.map_err(io)?;
+        self.stream.write_all(body).await.map_err(io)?;
+        match read_message(&mut self.stream).await {
+            Ok(WorkerMessage::Response(response)) if response.id == id => Ok(response),
+            Ok(WorkerMessage::Response(response)) => {
+                Err(format!("answered request {} instead of {id}", response.id))
+            }
+            Ok(_) => Err("sent a load message while serving".to_owned()),
+            Err(reason) => match self.child.try_wait() {
+                Ok(Some(status)) => Err(format!("worker exited ({status})")),
+                _ => Err(reason),
+            },
+        }
+    }
+
+    /// Asks the worker to stop with SIGTERM and kills it if it has not
+    /// exited by `deadline`.
+    pub async fn stop(mut self, deadline: tokio::time::Instant) {
+        signal_group(self.pid, Signal::SIGTERM);
+        let _ = tokio::time::timeout_at(deadline, self.child.wait()).await;
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        signal_group(self.pid, Signal::SIGKILL);
+        lock(&self.live).remove(&self.pid);
+        // `kill_on_drop` then has tokio reap the process in the background.
+    }
+}
+
+/// Sends `signal` to the worker's process group (the worker leads it).
+pub fn signal_group(pid: u32, signal: Signal) {
+    if let Ok(raw) = i32::try_from(pid) {
+        let _ = killpg(Pid::from_raw(raw), signal);
+    }
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The guarded data (sets and vectors) stays consistent even if a
+    // holder panicked, so poisoning is ignored.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn exited_while_loading(status: std::io::Result<std::process::ExitStatus>) -> String {
+    match status {
+        Ok(status) => format!("worker exited while loading the module ({status})"),
+        Err(e) => format!("worker vanished while loading the module: {e}"),
+    }
+}
+
+/// Reads one frame and decodes it.
+async fn read_message(stream: &mut UnixStream) -> Result<WorkerMessage, String> {
+    let mut len = [0u8; 4];
+    stream
+        .read_exact(&mut len)
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => "worker closed the connection".to_owned(),
+            _ => format!("worker connection: {e}"),
+        })?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len == 0 || len > frame::MAX_WORKER_FRAME {
+        return Err(format!("worker sent a frame of {len} bytes"));
+    }
+    let mut payload = vec![0u8; len];
+    stream
+        .read_exact(&mut payload)
+        .await
+        .map_err(|e| format!("worker connection: {e}"))?;
+    frame::decode_worker_message(Bytes::from(payload))
+        .map_err(|e| format!("protocol violation: {e}"))
+}
+
+/// Kills and forgets a worker whose start did not complete.
+struct StartGuard {
+    pid: u32,
+    live: LivePids,
+    armed: bool,
+}
+
+impl Drop for StartGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            signal_group(self.pid, Signal::SIGKILL);
+            lock(&self.live).remove(&self.pid);
+        }
+    }
+}
+
+struct RemoveOnDrop<'a>(&'a Path);
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
+}

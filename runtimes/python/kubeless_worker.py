@@ -1,0 +1,341 @@
+"""Kubeless Python worker: loads the user's handler once and answers framed
+requests from the runtime host (kubeless-runtime) over a Unix socket.
+
+Standard library only, and only cheap modules at start: every worker's
+memory counts. The wire format is described in docs/runtime-host.md.
+
+The host sets: KUBELESS_WORKER_SOCKET, KUBELESS_INSTALL_VOLUME (code dir,
+also the working directory), MOD_NAME, FUNC_HANDLER, FUNC_TIMEOUT,
+FUNC_RUNTIME, FUNC_MEMORY_LIMIT.
+"""
+
+import os
+import socket
+import struct
+import sys
+import threading
+
+KIND_READY = 1
+KIND_LOAD_FAILED = 2
+KIND_REQUEST = 3
+KIND_RESPONSE = 4
+
+OUTCOME_OK = 0
+OUTCOME_HANDLER_ERROR = 1
+OUTCOME_BAD_REQUEST = 2
+
+HTML = b"text/html; charset=utf-8"
+JSON = b"application/json"
+
+
+def blob(data):
+    return struct.pack(">I", len(data)) + data
+
+
+def send_frame(sock, payload):
+    sock.sendall(struct.pack(">I", len(payload)) + payload)
+
+
+class Reader:
+    """Decodes the fields of one request payload."""
+
+    __slots__ = ("buf", "pos")
+
+    def __init__(self, buf):
+        self.buf = buf
+        self.pos = 0
+
+    def take(self, n):
+        out = self.buf[self.pos : self.pos + n]
+        if len(out) != n:
+            raise ValueError("truncated frame")
+        self.pos += n
+        return out
+
+    def u32(self):
+        return struct.unpack(">I", self.take(4))[0]
+
+    def blob(self):
+        return self.take(self.u32())
+
+
+class Headers(dict):
+    """Request headers; lookups ignore case (names arrive lower-cased)."""
+
+    def __getitem__(self, key):
+        return dict.__getitem__(self, key.lower())
+
+    def get(self, key, default=None):
+        return dict.get(self, key.lower(), default)
+
+    def __contains__(self, key):
+        return dict.__contains__(self, key.lower())
+
+
+def is_json(content_type):
+    if not content_type:
+        return False
+    return content_type.split(";", 1)[0].strip().lower() == "application/json"
+
+
+class Request:
+    """The native request object in event['extensions']['request']."""
+
+    def __init__(self, method, path, query_string, headers, body):
+        self.method = method
+        self.path = path
+        self.query_string = query_string
+        self.headers = headers
+        self.body = body
+        self._query = None
+
+    @property
+    def url(self):
+        host = self.headers.get("host", "localhost")
+        proto = self.headers.get("x-forwarded-proto", "http")
+        url = "%s://%s%s" % (proto, host, self.path)
+        return url + "?" + self.query_string if self.query_string else url
+
+    @property
+    def query(self):
+        # urllib.parse is imported on first use to keep idle workers small.
+        if self._query is None:
+            from urllib.parse import parse_qsl
+
+            self._query = dict(parse_qsl(self.query_string, keep_blank_values=True))
+        return self._query
+
+    @property
+    def content_type(self):
+        return self.headers.get("content-type", "")
+
+    @property
+    def json(self):
+        if not is_json(self.content_type) or not self.body:
+            return None
+        import json
+
+        return json.loads(self.body)
+
+    def get_header(self, name, default=None):
+        return self.headers.get(name, default)
+
+
+def decode_request(payload):
+    r = Reader(payload)
+    r.take(1)  # kind, checked by the caller
+    req_id = struct.unpack(">Q", r.take(8))[0]
+    method = r.blob().decode("utf-8", "replace")
+    path = r.blob().decode("utf-8", "replace")
+    query = r.blob().decode("utf-8", "replace")
+    headers = Headers()
+    for _ in range(r.u32()):
+        name = r.blob().decode("latin-1")
+        value = r.blob().decode("latin-1")
+        if name in headers:
+            # Repeated headers fold into one value, as HTTP allows.
+            value = dict.__getitem__(headers, name) + ", " + value
+        dict.__setitem__(headers, name, value)
+    body = bytes(r.blob())
+    return req_id, Request(method, path, query, headers, body)
+
+
+def encode_response(req_id, outcome, status=200, headers=(), body=b"", error=""):
+    parts = [
+        bytes([KIND_RESPONSE]),
+        struct.pack(">QBHI", req_id, outcome, status, len(headers)),
+    ]
+    for name, value in headers:
+        parts.append(blob(name.encode("latin-1")))
+        parts.append(blob(value))
+    parts.append(blob(body))
+    parts.append(blob(error.encode("utf-8")))
+    return b"".join(parts)
+
+
+def to_body(value):
+    """Turns a handler's return value into (content type, body bytes)."""
+    if value is None:
+        return HTML, b""
+    if isinstance(value, str):
+        return HTML, value.encode("utf-8")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return HTML, bytes(value)
+    if isinstance(value, (dict, list)):
+        import json
+
+        return JSON, json.dumps(value).encode("utf-8")
+    return HTML, str(value).encode("utf-8")
+
+
+def to_header_value(value):
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode("latin-1")
+
+
+def build_response(result):
+    status = 200
+    extra = None
+    # Beyond Kubeless: (body, status) and (body, status, headers) tuples.
+    if isinstance(result, tuple) and len(result) in (2, 3) and isinstance(result[1], int):
+        if len(result) == 3:
+            extra = result[2]
+        status = result[1]
+        result = result[0]
+    content_type, body = to_body(result)
+    headers = []
+    if extra:
+        headers = [(str(k), to_header_value(v)) for k, v in dict(extra).items()]
+    if not any(k.lower() == "content-type" for k, _ in headers):
+        headers.append(("content-type", content_type))
+    return status, headers, body
+
+
+def main():
+    sock_path = os.environ["KUBELESS_WORKER_SOCKET"]
+    code_dir = os.environ.get("KUBELESS_INSTALL_VOLUME", "/kubeless")
+    mod_name = os.environ["MOD_NAME"]
+    func_name = os.environ["FUNC_HANDLER"]
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(sock_path)
+    stream = sock.makefile("rb")
+
+    # The worker script's own directory must not shadow user modules; the
+    # code dir (and dependencies installed with pip --prefix) come first.
+    if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
+        sys.path.pop(0)
+    site = os.path.join(code_dir, "lib", "python%d.%d" % sys.version_info[:2], "site-packages")
+    if os.path.isdir(site):
+        # addsitedir also honours .pth files written by pip --prefix.
+        import site as site_module
+
+        site_module.addsitedir(site)
+        sys.path.remove(site)
+        sys.path.insert(0, site)
+    sys.path.insert(0, code_dir)
+    os.chdir(code_dir)
+
+    handler, reason = load(mod_name, func_name, code_dir)
+    if handler is None:
+        send_frame(sock, bytes([KIND_LOAD_FAILED]) + blob(reason.encode("utf-8")))
+        sys.stdout.flush()
+        os._exit(3)
+    send_frame(sock, bytes([KIND_READY]))
+
+    context = {
+        "function-name": getattr(handler, "__name__", func_name),
+        "timeout": float(os.environ.get("FUNC_TIMEOUT", "180")),
+        "runtime": os.environ.get("FUNC_RUNTIME", ""),
+        "memory-limit": os.environ.get("FUNC_MEMORY_LIMIT", ""),
+    }
+
+    # The socket is read on a separate thread so the worker notices at once
+    # when the host goes away, even while the handler is busy, and exits
+    # instead of lingering as an orphan.
+    pending = []
+    ready = threading.Condition()
+
+    def read_loop():
+        try:
+            while True:
+                head = stream.read(4)
+                if len(head) < 4:
+                    break
+                (n,) = struct.unpack(">I", head)
+                payload = stream.read(n)
+                if len(payload) < n:
+                    break
+                with ready:
+                    pending.append(payload)
+                    ready.notify()
+        except OSError:
+            pass
+        os._exit(0)
+
+    threading.Thread(target=read_loop, name="kubeless-socket", daemon=True).start()
+
+    while True:
+        with ready:
+            while not pending:
+                ready.wait()
+            payload = pending.pop(0)
+        if payload[0] != KIND_REQUEST:
+            sys.stderr.write("kubeless worker: unexpected message kind %d\n" % payload[0])
+            os._exit(2)
+        req_id, request = decode_request(payload)
+        send_frame(sock, invoke(handler, context, req_id, request))
+
+
+def invoke(handler, context, req_id, request):
+    headers = request.headers
+    content_type = headers.get("content-type")
+    data = request.body
+    if data and is_json(content_type):
+        import json
+
+        try:
+            data = json.loads(data)
+        except ValueError as e:
+            return encode_response(req_id, OUTCOME_BAD_REQUEST, 400, error="Invalid JSON in request body: %s\n" % e)
+    event = {
+        "data": data,
+        "event-id": headers.get("event-id"),
+        "event-type": headers.get("event-type"),
+        "event-time": headers.get("event-time"),
+        "event-namespace": headers.get("event-namespace"),
+        "extensions": {"request": request},
+    }
+    try:
+        result = handler(event, context)
+        status, out_headers, body = build_response(result)
+    except Exception:
+        import traceback
+
+        sys.stderr.write("Function returned an exception\n")
+        traceback.print_exc()
+        sys.stderr.flush()
+        return encode_response(req_id, OUTCOME_HANDLER_ERROR, 500)
+    return encode_response(req_id, OUTCOME_OK, status, out_headers, body)
+
+
+def load(mod_name, func_name, code_dir):
+    """Imports the module once; returns (handler, None) or (None, reason)."""
+    import importlib
+
+    try:
+        module = importlib.import_module(mod_name)
+    except SyntaxError as e:
+        where = "%s, line %s" % (os.path.basename(e.filename or mod_name + ".py"), e.lineno)
+        return None, "%s: %s (%s)" % (type(e).__name__, e.msg, where)
+    except ModuleNotFoundError as e:
+        if e.name == mod_name:
+            return None, 'module "%s" not found in %s' % (mod_name, code_dir)
+        return None, describe(e)
+    except BaseException as e:  # module-level code may raise anything, even SystemExit
+        return None, describe(e)
+    handler = getattr(module, func_name, None)
+    if handler is None:
+        return None, 'module "%s" has no function "%s"' % (mod_name, func_name)
+    if not callable(handler):
+        return None, '"%s" in module "%s" is not callable' % (func_name, mod_name)
+    return handler, None
+
+
+def describe(e):
+    """One line: exception type, message and the innermost user location."""
+    text = "%s: %s" % (type(e).__name__, e)
+    tb = e.__traceback__
+    last = None
+    while tb is not None:
+        last = tb
+        tb = tb.tb_next
+    if last is not None:
+        code = last.tb_frame.f_code
+        text += " (%s, line %d)" % (os.path.basename(code.co_filename), last.tb_lineno)
+    return text.replace("\n", " ")
+
+
+if __name__ == "__main__":
+    main()
