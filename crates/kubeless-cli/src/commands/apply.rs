@@ -1,0 +1,101 @@
+//! `kubeless apply -f FILE` and `kubeless delete -f FILE` (`-` = stdin):
+//! kubectl-like handling of Kubeless manifests for the embedded platform.
+//!
+//! Every document is parsed and checked first ([`crate::manifest`]); only
+//! then are objects sent, in file order. Apply creates an object, or
+//! replaces it with the server's `resourceVersion` when it exists.
+
+use std::io::Read as _;
+
+use anyhow::{Context as _, anyhow};
+use clap::Args;
+use serde_json::Value;
+
+use super::Context;
+use crate::client::Backend;
+use crate::log;
+use crate::manifest::{self, ManifestObject};
+
+/// Flags of `apply` and `delete`.
+#[derive(Debug, Args)]
+pub struct FileArgs {
+    /// File with the objects (YAML or JSON, several documents allowed; - for stdin)
+    #[arg(short = 'f', long = "filename", required = true)]
+    filename: String,
+    /// Namespace for objects that do not name one
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+}
+
+fn read_input(path: &str) -> anyhow::Result<String> {
+    if path == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("cannot read standard input")?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(path).map_err(|e| anyhow!("Unable to read file {path}: {e}"))
+    }
+}
+
+fn parse(a: &FileArgs) -> anyhow::Result<Vec<ManifestObject>> {
+    let text = read_input(&a.filename)?;
+    manifest::parse(&text, a.namespace.as_deref().filter(|n| !n.is_empty()))
+}
+
+/// Create or replace one object; answers kubectl's verb.
+fn apply_one(b: &dyn Backend, o: &ManifestObject) -> anyhow::Result<&'static str> {
+    match b.get(o.kind, &o.namespace, &o.name) {
+        Ok(current) => {
+            let mut obj = o.object.clone();
+            if let (Some(rv), Some(meta)) = (
+                current.pointer("/metadata/resourceVersion").cloned(),
+                obj.get_mut("metadata").and_then(Value::as_object_mut),
+            ) {
+                meta.insert("resourceVersion".to_string(), rv);
+            }
+            b.replace(o.kind, &o.namespace, &o.name, &obj)?;
+            Ok("configured")
+        }
+        Err(e) if e.is_not_found() => {
+            b.create(o.kind, &o.namespace, &o.object)?;
+            Ok("created")
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `kubeless apply -f`.
+pub fn apply(ctx: &Context, a: FileArgs) -> anyhow::Result<()> {
+    let objects = parse(&a)?;
+    let b = ctx.backend()?;
+    for o in &objects {
+        let verb = apply_one(b.as_ref(), o)
+            .with_context(|| format!("error applying {}", o.display_name()))?;
+        println!("{} {verb}", o.display_name());
+    }
+    Ok(())
+}
+
+/// `kubeless delete -f`: a missing object is reported and the others are
+/// still deleted; the exit code is then 1.
+pub fn delete(ctx: &Context, a: FileArgs) -> anyhow::Result<()> {
+    let objects = parse(&a)?;
+    let b = ctx.backend()?;
+    let mut failed = 0;
+    for o in &objects {
+        match b.delete(o.kind, &o.namespace, &o.name) {
+            Ok(_) => println!("{} deleted", o.display_name()),
+            Err(e) if e.is_not_found() => {
+                failed += 1;
+                log::error(format!("{}: {e}", o.display_name()));
+            }
+            Err(e) => return Err(anyhow!(e)),
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} object(s) could not be deleted");
+    }
+    Ok(())
+}
