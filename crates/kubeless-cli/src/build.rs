@@ -105,20 +105,20 @@ pub fn parse_map(items: &[String]) -> BTreeMap<String, String> {
 /// Flag checks that need nothing but the flags, in Kubeless's order (after
 /// the runtime and schedule checks, which the command does).
 pub fn validate(flags: &FunctionFlags, deploying: bool) -> anyhow::Result<()> {
-    if let Some(p) = &flags.image_pull_policy {
-        if !matches!(p.as_str(), "IfNotPresent" | "Always" | "Never") {
-            bail!("image-pull-policy must be {{IfNotPresent|Always|Never}}");
-        }
+    if let Some(p) = &flags.image_pull_policy
+        && !matches!(p.as_str(), "IfNotPresent" | "Always" | "Never")
+    {
+        bail!("image-pull-policy must be {{IfNotPresent|Always|Never}}");
     }
-    if let Some(port) = flags.port {
-        if !(1..=65535).contains(&port) {
-            bail!("Invalid port number {port} specified");
-        }
+    if let Some(port) = flags.port
+        && !(1..=65535).contains(&port)
+    {
+        bail!("Invalid port number {port} specified");
     }
-    if let Some(sp) = flags.service_port {
-        if !(0..=65535).contains(&sp) {
-            bail!("Invalid servicePort number {sp} specified");
-        }
+    if let Some(sp) = flags.service_port
+        && !(0..=65535).contains(&sp)
+    {
+        bail!("Invalid servicePort number {sp} specified");
     }
     if deploying {
         let runtime = flags.runtime.as_deref().unwrap_or("");
@@ -393,13 +393,12 @@ fn apply_service_flags(f: &mut Function, flags: &FunctionFlags, set_selector: bo
     }
     match flags.headless {
         Some(true) => set(svc, "clusterIP", json!("None")),
-        Some(false) => {
-            if svc.get("clusterIP") == Some(&json!("None")) {
-                if let Value::Object(m) = svc {
-                    m.remove("clusterIP");
-                }
+        Some(false) if svc.get("clusterIP") == Some(&json!("None")) => {
+            if let Value::Object(m) = svc {
+                m.remove("clusterIP");
             }
         }
+        Some(false) => {}
         None => {}
     }
 }

@@ -96,13 +96,22 @@ impl ApiStatus {
         })
     }
 
-    /// The message, then each cause on its own line.
+    /// The message, then each cause on its own line. The server's message
+    /// already lists the causes after "is invalid:", so only its head is
+    /// kept when causes follow.
     pub fn render(&self) -> String {
         let mut out = if self.message.is_empty() {
             format!("{} ({})", self.reason, self.code)
         } else {
             self.message.clone()
         };
+        if !self.causes.is_empty() {
+            const INVALID: &str = " is invalid";
+            if let Some(i) = out.find(INVALID) {
+                out.truncate(i + INVALID.len());
+                out.push(':');
+            }
+        }
         for c in &self.causes {
             out.push('\n');
             if c.field.is_empty() {
@@ -226,12 +235,12 @@ mod tests {
     #[test]
     fn status_renders_causes_on_lines() {
         let body = br#"{"kind":"Status","apiVersion":"v1","status":"Failure","code":422,
-            "reason":"Invalid","message":"Function \"x\" is invalid",
+            "reason":"Invalid","message":"Function \"x\" is invalid: [spec.handler: must be a.b, spec.runtime: unknown]",
             "details":{"causes":[{"field":"spec.handler","message":"must be a.b"},{"field":"spec.runtime","message":"unknown"}]}}"#;
         let s = ApiStatus::parse(body).expect("status");
         assert_eq!(
             s.render(),
-            "Function \"x\" is invalid\nspec.handler: must be a.b\nspec.runtime: unknown"
+            "Function \"x\" is invalid:\nspec.handler: must be a.b\nspec.runtime: unknown"
         );
         assert!(ApiStatus::parse(b"{\"kind\":\"Function\"}").is_none());
         assert!(ApiStatus::parse(b"hello").is_none());

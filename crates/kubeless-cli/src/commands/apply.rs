@@ -9,6 +9,7 @@ use std::io::Read as _;
 
 use anyhow::{Context as _, anyhow};
 use clap::Args;
+use kubeless_api::Kind;
 use serde_json::Value;
 
 use super::Context;
@@ -79,9 +80,12 @@ pub fn apply(ctx: &Context, a: FileArgs) -> anyhow::Result<()> {
 }
 
 /// `kubeless delete -f`: a missing object is reported and the others are
-/// still deleted; the exit code is then 1.
+/// still deleted; the exit code is then 1. Functions go last, because the
+/// server deletes the HTTP and cron triggers naming a deleted Function and
+/// those would then be reported missing.
 pub fn delete(ctx: &Context, a: FileArgs) -> anyhow::Result<()> {
-    let objects = parse(&a)?;
+    let mut objects = parse(&a)?;
+    objects.sort_by_key(|o| o.kind == Kind::Function);
     let b = ctx.backend()?;
     let mut failed = 0;
     for o in &objects {

@@ -356,6 +356,8 @@ fn dry_run_print(f: &Function, output: &str) -> anyhow::Result<()> {
 
 fn deploy(ctx: &Context, a: DeployArgs) -> anyhow::Result<()> {
     let name = one_name(&a.names, "function name")?.to_string();
+    kubeless_api::validate::validate_name(&name)
+        .map_err(|e| anyhow!("Invalid function name: {e}"))?;
     let ns = namespace(&a.common.namespace);
     let backend = ctx.backend()?;
     let runtime = a.common.runtime.clone().unwrap_or_default();
@@ -551,18 +553,16 @@ pub fn status_text(f: &Function) -> String {
 /// DEPENDENCIES column: package.json dependencies as `name: version` lines
 /// for nodejs runtimes, the raw deps otherwise.
 pub fn deps_text(f: &Function) -> String {
-    if f.spec.runtime.contains("nodejs") && !f.spec.deps.is_empty() {
-        if let Ok(Value::Object(pkg)) = serde_json::from_str::<Value>(&f.spec.deps) {
-            if let Some(Value::Object(deps)) = pkg.get("dependencies") {
-                return deps
-                    .iter()
-                    .map(|(k, v)| {
-                        format!("{k}: {}", v.as_str().map_or(v.to_string(), str::to_string))
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n");
-            }
-        }
+    if f.spec.runtime.contains("nodejs")
+        && !f.spec.deps.is_empty()
+        && let Ok(Value::Object(pkg)) = serde_json::from_str::<Value>(&f.spec.deps)
+        && let Some(Value::Object(deps)) = pkg.get("dependencies")
+    {
+        return deps
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", v.as_str().map_or(v.to_string(), str::to_string)))
+            .collect::<Vec<_>>()
+            .join("\n");
     }
     f.spec.deps.clone()
 }

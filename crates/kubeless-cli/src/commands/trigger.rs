@@ -10,6 +10,8 @@
 //!   payload is an error; Kubeless stored `{}` in both cases.
 //! - `cronjob update` changes only the given flags; Kubeless overwrote
 //!   schedule, function and payload with empty values.
+//! - `kafka|nats --function-selector` keeps set-based requirements
+//!   (`matchExpressions`); Kubeless stored only `matchLabels`.
 
 use std::collections::BTreeMap;
 
@@ -24,6 +26,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{Context, namespace, one_name, read_source};
+use kubeless_api::selector::{format_selector, parse_selector};
+
 use crate::client::{Backend, encode, get_as, list_as};
 use crate::output::{Table, print_structured};
 use crate::{log, schedule};
@@ -519,36 +523,11 @@ fn cron(ctx: &Context, cmd: CronCommand) -> anyhow::Result<()> {
     }
 }
 
-/// `k1=v1,k2==v2` → matchLabels. Kubeless kept only matchLabels, so
-/// set-based requirements are refused instead of silently dropped.
-pub fn parse_match_labels(s: &str) -> anyhow::Result<LabelSelector> {
-    let mut sel = LabelSelector::default();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (k, v) = if let Some((k, v)) = part.split_once("==") {
-            (k, v)
-        } else if part.contains("!=") {
-            bail!("invalid selector {s:?}: only key=value requirements are supported");
-        } else if let Some((k, v)) = part.split_once('=') {
-            (k, v)
-        } else {
-            bail!("invalid selector {s:?}: only key=value requirements are supported");
-        };
-        let (k, v) = (k.trim(), v.trim());
-        if k.is_empty() {
-            bail!("invalid selector {s:?}: empty key");
-        }
-        sel.match_labels.insert(k.to_string(), v.to_string());
-    }
-    Ok(sel)
-}
-
-/// `k=v,k2=v2` as `trigger kafka ls` prints a selector.
-pub fn format_match_labels(sel: &LabelSelector) -> String {
-    sel.match_labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
+/// Parse `--function-selector`. Kubeless kept only the `matchLabels` of
+/// the parsed selector; set-based requirements (`k in (a,b)`, `k!=v`,
+/// `!k`) are kept here too, since the server matches them.
+pub fn parse_function_selector(s: &str) -> anyhow::Result<LabelSelector> {
+    Ok(parse_selector(s)?)
 }
 
 fn topic(ctx: &Context, cmd: TopicCommand, kind: Kind, label: &str) -> anyhow::Result<()> {
@@ -562,7 +541,7 @@ fn topic(ctx: &Context, cmd: TopicCommand, kind: Kind, label: &str) -> anyhow::R
                 .ok_or_else(|| anyhow!("required flag(s) \"trigger-topic\" not set"))?;
             let selector = non_empty(&a.function_selector)
                 .ok_or_else(|| anyhow!("required flag(s) \"function-selector\" not set"))?;
-            let selector = parse_match_labels(selector)?;
+            let selector = parse_function_selector(selector)?;
             let b = ctx.backend()?;
             let t = new_trigger(
                 kind,
@@ -580,7 +559,7 @@ fn topic(ctx: &Context, cmd: TopicCommand, kind: Kind, label: &str) -> anyhow::R
             let ns = namespace(&a.write.namespace);
             check_output(&a.write)?;
             let selector = non_empty(&a.function_selector)
-                .map(parse_match_labels)
+                .map(parse_function_selector)
                 .transpose()?;
             let b = ctx.backend()?;
             let mut t: TopicTrigger = existing(b.as_ref(), kind, &ns, name, label)?;
@@ -588,7 +567,7 @@ fn topic(ctx: &Context, cmd: TopicCommand, kind: Kind, label: &str) -> anyhow::R
                 t.spec.topic = topic.to_string();
             }
             if let Some(sel) = selector {
-                t.spec.function_selector.match_labels = sel.match_labels;
+                t.spec.function_selector = sel;
             }
             t.status = None;
             write(b.as_ref(), &a.write, kind, &t, false, label)
@@ -604,7 +583,7 @@ fn topic(ctx: &Context, cmd: TopicCommand, kind: Kind, label: &str) -> anyhow::R
                     i.metadata.name.clone(),
                     i.metadata.namespace.clone(),
                     i.spec.topic.clone(),
-                    format_match_labels(&i.spec.function_selector),
+                    format_selector(&i.spec.function_selector),
                 ]);
             }
             t.print();
@@ -619,9 +598,8 @@ mod tests {
 
     #[test]
     fn selectors() {
-        let s = parse_match_labels("a=1, b==2").expect("selector");
-        assert_eq!(format_match_labels(&s), "a=1,b=2");
-        assert!(parse_match_labels("a!=1").is_err());
-        assert!(parse_match_labels("a in (x)").is_err());
+        let s = parse_function_selector("a=1,b==2").expect("selector");
+        assert_eq!(format_selector(&s), "a=1,b=2");
+        assert!(parse_function_selector("a in (x").is_err());
     }
 }
