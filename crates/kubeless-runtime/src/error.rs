@@ -49,11 +49,4 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-
-    /// Installing the SIGTERM/SIGINT handlers failed.
-    #[error("install signal handlers")]
-    Signals {
-        #[source]
-        source: std::io::Error,
-    },
 }

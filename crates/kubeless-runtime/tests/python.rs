@@ -457,3 +457,26 @@ fn workers_exit_when_the_host_is_killed() {
         "orphaned worker {pid} kept running"
     );
 }
+
+#[test]
+fn sigterm_lets_in_flight_requests_finish() {
+    let mut host = start(Options::python("app", "nap"));
+    let url = host.url("/");
+    let request = std::thread::spawn(move || {
+        let r = client().get(url).send().unwrap();
+        (r.status(), r.text().unwrap())
+    });
+    assert!(
+        host.stdout
+            .wait_for("module app loaded", Duration::from_secs(5))
+    );
+    std::thread::sleep(Duration::from_millis(150));
+    host.signal("TERM");
+    let (status, body) = request.join().unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body, "rested");
+    assert_eq!(
+        host.wait_exit(Duration::from_secs(10)).unwrap().code(),
+        Some(0)
+    );
+}
