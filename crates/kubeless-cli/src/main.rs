@@ -51,16 +51,19 @@ struct Cli {
 #[allow(clippy::large_enum_variant)] // parsed once per process
 enum Command {
     /// function specific operations
+    #[command(arg_required_else_help = true)]
     Function {
         #[command(subcommand)]
         cmd: commands::function::FunctionCommand,
     },
     /// trigger specific operations
+    #[command(arg_required_else_help = true)]
     Trigger {
         #[command(subcommand)]
         cmd: commands::trigger::TriggerCommand,
     },
     /// secret specific operations (embedded platform)
+    #[command(arg_required_else_help = true)]
     Secret {
         #[command(subcommand)]
         cmd: commands::secret::SecretCommand,

@@ -71,7 +71,7 @@ impl Table {
 
     /// Print the table and a newline to stdout (nothing for no rows).
     pub fn print(&self) {
-        println!("{}", self.render());
+        emit(&format!("{}\n", self.render()));
     }
 }
 
@@ -106,6 +106,19 @@ fn wrap_cell(cell: &str, max: usize) -> Vec<String> {
         lines.push(cur);
     }
     lines
+}
+
+/// Write data to stdout. A closed pipe (`kubeless function ls | head -1`)
+/// is not an error worth a message: the reader is gone.
+pub fn emit(text: &str) {
+    emit_bytes(text.as_bytes());
+}
+
+/// [`emit`] for raw bytes.
+pub fn emit_bytes(bytes: &[u8]) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(bytes).and_then(|_| out.flush());
 }
 
 /// JSON with the given indentation width.
@@ -160,8 +173,8 @@ pub fn print_structured<T: Serialize>(
     indent: usize,
 ) -> anyhow::Result<()> {
     match format {
-        "json" => println!("{}", to_json(value, indent)?),
-        _ => print!("{}", to_yaml(value)?),
+        "json" => emit(&format!("{}\n", to_json(value, indent)?)),
+        _ => emit(&to_yaml(value)?),
     }
     Ok(())
 }

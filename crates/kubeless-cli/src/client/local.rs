@@ -228,9 +228,12 @@ impl Backend for LocalBackend {
                 break;
             }
             // Flush every chunk so `logs -f` shows lines as they come.
-            out.write_all(&buf[..n])
-                .and_then(|_| out.flush())
-                .map_err(|e| ClientError::Other(format!("cannot write logs: {e}")))?;
+            match out.write_all(&buf[..n]).and_then(|_| out.flush()) {
+                Ok(()) => {}
+                // The reader went away (`logs -f | head`): done.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                Err(e) => return Err(ClientError::Other(format!("cannot write logs: {e}"))),
+            }
         }
         Ok(())
     }

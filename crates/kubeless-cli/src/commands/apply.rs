@@ -74,7 +74,7 @@ pub fn apply(ctx: &Context, a: FileArgs) -> anyhow::Result<()> {
     for o in &objects {
         let verb = apply_one(b.as_ref(), o)
             .with_context(|| format!("error applying {}", o.display_name()))?;
-        println!("{} {verb}", o.display_name());
+        crate::output::emit(&format!("{} {verb}\n", o.display_name()));
     }
     Ok(())
 }
@@ -90,7 +90,7 @@ pub fn delete(ctx: &Context, a: FileArgs) -> anyhow::Result<()> {
     let mut failed = 0;
     for o in &objects {
         match b.delete(o.kind, &o.namespace, &o.name) {
-            Ok(_) => println!("{} deleted", o.display_name()),
+            Ok(_) => crate::output::emit(&format!("{} deleted\n", o.display_name())),
             Err(e) if e.is_not_found() => {
                 failed += 1;
                 log::error(format!("{}: {e}", o.display_name()));

@@ -21,5 +21,8 @@ pub fn run<C: CommandFactory>(shell: CompletionShell) {
         CompletionShell::Powershell => Shell::PowerShell,
     };
     let mut cmd = C::command();
-    clap_complete::generate(shell, &mut cmd, "kubeless", &mut std::io::stdout());
+    // Into a buffer: clap_complete panics when its writer fails.
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "kubeless", &mut buf);
+    crate::output::emit_bytes(&buf);
 }

@@ -13,10 +13,9 @@
 //!   runtime check is then skipped with a warning, as Kubeless did.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{anyhow, bail};
 use base64::Engine as _;
 use clap::{Args, Subcommand};
 use kubeless_api::content::{encode_file, encode_url};
@@ -717,7 +716,7 @@ fn describe(ctx: &Context, a: DescribeArgs) -> anyhow::Result<()> {
     match out.as_str() {
         "" => describe_table(&f)?.print(),
         "json" | "yaml" => print_structured(&f, &out, 2)?,
-        _ => println!("Wrong output format. Please use only json|yaml"),
+        _ => crate::output::emit("Wrong output format. Please use only json|yaml\n"),
     }
     Ok(())
 }
@@ -757,10 +756,9 @@ fn call(ctx: &Context, a: CallArgs) -> anyhow::Result<()> {
     let resp = backend.call_function(&ns, name, &call_request(a.data.as_deref()))?;
     let body = String::from_utf8_lossy(&resp.body);
     if (200..300).contains(&resp.status) {
-        let mut out = std::io::stdout().lock();
-        out.write_all(&resp.body)
-            .and_then(|_| out.write_all(b"\n"))
-            .context("cannot write the answer")?;
+        let mut answer = resp.body.clone();
+        answer.push(b'\n');
+        crate::output::emit_bytes(&answer);
         return Ok(());
     }
     let first = body.lines().next().unwrap_or("").trim().to_string();

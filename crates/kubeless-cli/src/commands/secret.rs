@@ -65,7 +65,7 @@ pub fn run(ctx: &Context, cmd: SecretCommand) -> anyhow::Result<()> {
             let name = one_name(&a.names, "secret name")?;
             let ns = namespace(&a.namespace);
             ctx.backend()?.delete(Kind::Secret, &ns, name)?;
-            println!("secret \"{name}\" deleted");
+            crate::output::emit(&format!("secret \"{name}\" deleted\n"));
             Ok(())
         }
     }
@@ -135,7 +135,7 @@ fn create(ctx: &Context, a: CreateArgs) -> anyhow::Result<()> {
     };
     ctx.backend()?
         .create(Kind::Secret, &ns, &encode(&secret)?)?;
-    println!("secret/{name} created");
+    crate::output::emit(&format!("secret/{name} created\n"));
     Ok(())
 }
 

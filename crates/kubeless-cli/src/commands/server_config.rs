@@ -16,5 +16,8 @@ pub fn get_server_config(ctx: &Context) -> anyhow::Result<()> {
 
 /// Print the CLI version.
 pub fn version() {
-    println!("Kubeless version: {}", env!("CARGO_PKG_VERSION"));
+    crate::output::emit(&format!(
+        "Kubeless version: {}\n",
+        env!("CARGO_PKG_VERSION")
+    ));
 }

@@ -36,21 +36,25 @@ use crate::{log, schedule};
 #[derive(Debug, Subcommand)]
 pub enum TriggerCommand {
     /// http trigger specific operations
+    #[command(arg_required_else_help = true)]
     Http {
         #[command(subcommand)]
         cmd: HttpCommand,
     },
     /// cronjob trigger specific operations
+    #[command(arg_required_else_help = true)]
     Cronjob {
         #[command(subcommand)]
         cmd: CronCommand,
     },
     /// kafka trigger specific operations
+    #[command(arg_required_else_help = true)]
     Kafka {
         #[command(subcommand)]
         cmd: TopicCommand,
     },
     /// nats trigger specific operations
+    #[command(arg_required_else_help = true)]
     Nats {
         #[command(subcommand)]
         cmd: TopicCommand,
