@@ -290,6 +290,9 @@ def invoke(handler, context, req_id, request):
     try:
         result = handler(event, context)
         status, out_headers, body = build_response(result)
+        # Encoding is inside the try so an unusable return value (a status
+        # out of range, a header that is not latin-1) is the handler's error.
+        return encode_response(req_id, OUTCOME_OK, status, out_headers, body)
     except Exception:
         import traceback
 
@@ -297,7 +300,6 @@ def invoke(handler, context, req_id, request):
         traceback.print_exc()
         sys.stderr.flush()
         return encode_response(req_id, OUTCOME_HANDLER_ERROR, 500)
-    return encode_response(req_id, OUTCOME_OK, status, out_headers, body)
 
 
 def load(mod_name, func_name, code_dir):

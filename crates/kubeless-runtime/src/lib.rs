@@ -99,6 +99,7 @@ pub async fn run(
         metrics: metrics::Metrics::default(),
         body_limit: config.body_limit,
         timeout: config.timeout,
+        tracker: tracker.clone(),
     });
     server::serve(listener, app, tracker.clone(), shutdown.clone()).await;
 

@@ -56,6 +56,8 @@ pub struct App {
     pub metrics: Metrics,
     pub body_limit: u64,
     pub timeout: Duration,
+    /// Where invocations run, so shutdown waits for them.
+    pub tracker: TaskTracker,
 }
 
 /// Accepts connections until `shutdown` fires, then asks every open
@@ -216,19 +218,37 @@ async fn invoke(app: &App, req: Request<Incoming>) -> (Response<Full<Bytes>>, bo
         }
     };
 
-    let head = RequestHead {
-        id: 0,
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: parts.uri.query().unwrap_or(""),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_bytes()))
-            .collect(),
-    };
+    // The invocation runs as a tracked task rather than inside this future:
+    // hyper drops the service future when the client disconnects, and that
+    // must not kill a healthy worker halfway through a request.
+    let pool = Arc::clone(&app.pool);
     let deadline = Instant::now() + app.timeout;
-    match app.pool.call(head, &body, deadline).await {
+    let task = app.tracker.spawn(async move {
+        let head = RequestHead {
+            id: 0,
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query().unwrap_or(""),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_bytes()))
+                .collect(),
+        };
+        let result = pool.call(head, &body, deadline).await;
+        (parts, result)
+    });
+    let (parts, result) = match task.await {
+        Ok(done) => done,
+        Err(e) => {
+            eprintln!("kubeless-runtime: invocation task failed: {e}");
+            return (
+                text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
+                true,
+            );
+        }
+    };
+    match result {
         Ok(answer) => match answer.outcome {
             Outcome::Ok => (
                 function_response(answer.status, answer.headers, answer.body),
