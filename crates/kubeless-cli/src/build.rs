@@ -477,6 +477,21 @@ spec:
         assert_eq!(yaml, expected);
     }
 
+    /// `kubeless function deploy get-python --runtime python3.8 --handler
+    /// helloget.foo --from-file helloget.py --dryrun -o json` (spec 2.1).
+    #[test]
+    fn golden_python_deploy_json() {
+        let f = new_function(&FunctionFlags {
+            code: Some(kubeless_api::content::encode_file(
+                "helloget.py",
+                b"def foo(event, context):\n    return \"hello world\"\n",
+            )),
+            ..python_flags()
+        });
+        let json = crate::output::to_json(&f, 4).expect("json") + "\n";
+        assert_eq!(json, include_str!("golden/deploy-get-python.json"));
+    }
+
     #[test]
     fn golden_json_is_4_space() {
         let f = new_function(&FunctionFlags {
