@@ -258,7 +258,15 @@ fn return_values_and_tuples() {
 fn body_over_limit_is_413() {
     let host = start(Options::python("app", "hello"));
     let big = vec![b'a'; 2 << 20];
-    let r = client().post(host.url("/")).body(big).send().unwrap();
+    let r = client()
+        .post(host.url("/"))
+        .body(big.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    // Without Content-Length (chunked) the cap applies while streaming.
+    let chunked = reqwest::blocking::Body::new(std::io::Cursor::new(big));
+    let r = client().post(host.url("/")).body(chunked).send().unwrap();
     assert_eq!(r.status(), 413);
     // Exactly at the limit is fine.
     let r = client()
