@@ -324,8 +324,8 @@ pub struct Materialized {
 /// - otherwise the bytes are written to `<module><runtime_file_suffix>`,
 ///   where module is the part of `spec.handler` before the dot;
 /// - when the runtime has a dependency file name and the content type has
-///   no `+deps`, `spec.deps` is written to `<dest>/<depName>`, even when
-///   empty (Kubeless copies the ConfigMap key unconditionally).
+///   no `+deps`, a non-empty `spec.deps` is written to `<dest>/<depName>`
+///   (Kubeless also copied an empty one, which breaks Node.js module loading).
 ///
 /// `dest` is created if missing. Nothing is ever written outside it.
 pub fn materialize(
@@ -360,8 +360,12 @@ pub fn materialize(
     };
 
     let dep_name = dep_file_name.filter(|name| !name.is_empty());
+    // Kubeless copied the dependency file even when empty; an empty
+    // package.json makes Node.js refuse to load the module, so an empty
+    // `spec.deps` writes nothing.
     if let Some(dep_name) = dep_name
         && !content_type.deps
+        && !spec.deps.is_empty()
     {
         write_plain_file(dest, dep_name, spec.deps.as_bytes())?;
         files.push(PathBuf::from(dep_name));
@@ -599,7 +603,7 @@ mod tests {
     }
 
     #[test]
-    fn materialize_writes_empty_deps_file() {
+    fn materialize_skips_empty_deps_file() {
         let dir = tempfile::tempdir().unwrap();
         let s = spec("url", "https://h/hello.js");
         let m = materialize(
@@ -612,7 +616,7 @@ mod tests {
         )
         .unwrap();
         assert!(!m.has_deps);
-        assert_eq!(std::fs::read(dir.path().join("package.json")).unwrap(), b"");
+        assert!(!dir.path().join("package.json").exists());
         assert!(dir.path().join("hello.js").is_file());
     }
 

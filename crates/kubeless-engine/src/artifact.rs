@@ -258,22 +258,17 @@ impl ArtifactCache {
         };
         let program = expand(&cmd.program, lookup);
         let args: Vec<String> = cmd.args.iter().map(|a| expand(a, lookup)).collect();
-        let home = dir.join(".home");
-        tokio::fs::create_dir_all(&home)
-            .await
-            .map_err(|source| ArtifactError::Io {
-                path: home.clone(),
-                source,
-            })?;
-        let mut child = tokio::process::Command::new(&program)
-            .args(&args)
-            .current_dir(dir)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", &home)
-            .env("LANG", "C.UTF-8")
-            .env("PIP_NO_CACHE_DIR", "1")
-            .env("npm_config_cache", home.join(".npm"))
+        // The installer is the user's own tooling: it keeps the server's
+        // environment and HOME (registry mirrors, proxies, CA bundles,
+        // ~/.npmrc, the npm cache), minus the server's own settings.
+        let mut command = tokio::process::Command::new(&program);
+        command.args(&args).current_dir(dir);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("KUBELESS_") {
+                command.env_remove(k);
+            }
+        }
+        let mut child = command
             .env("npm_config_update_notifier", "false")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -311,7 +306,6 @@ impl ArtifactCache {
             program: program.clone(),
             source,
         })?;
-        let _ = tokio::fs::remove_dir_all(&home).await;
         if status.success() {
             return Ok(());
         }

@@ -322,8 +322,27 @@ fn describe_exit(status: &std::io::Result<std::process::ExitStatus>) -> String {
     }
 }
 
+/// Server environment variables a function inherits: locale, time zone,
+/// proxies and CA bundles, so outbound calls work as they do for the user.
+/// Nothing else of the server's environment reaches a function.
+const PASSED_ENV: &[&str] = &[
+    "LANG",
+    "TZ",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NODE_EXTRA_CA_CERTS",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+];
+
 /// Build the host's command line and environment. The host gets a clean
-/// environment: nothing of the server's (its token above all) leaks in.
+/// environment (see [`PASSED_ENV`]) plus the plan's.
 async fn command(
     ctx: &InstanceCtx,
     spec: &InstanceSpec,
@@ -366,8 +385,15 @@ async fn command(
         }
         None => Command::new(&ctx.runtime_bin),
     };
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+    cmd.env_clear();
+    for (k, v) in std::env::vars_os() {
+        if PASSED_ENV.contains(&k.to_string_lossy().as_ref())
+            || k.to_string_lossy().starts_with("LC_")
+        {
+            cmd.env(k, v);
+        }
+    }
+    cmd.env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", scratch.join("home"))
         .env("LANG", "C.UTF-8")
         .env("PYTHONUNBUFFERED", "1")
