@@ -89,6 +89,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         python: args.python.or_else(|| which("python3")),
         node: args.node.or_else(|| which("node")),
         npm: args.npm.or_else(|| which("npm")),
+        bwrap: which("bwrap").map(PathBuf::from),
         log_bytes: args.log_bytes,
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
     };

@@ -543,17 +543,13 @@ async fn function_log(
     }
     let history = futures_util::stream::iter(lines.into_iter().map(Ok::<_, std::io::Error>));
     let live = futures_util::stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(line) => return Some((Ok(line), rx)),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    let note = bytes::Bytes::from(format!(
-                        "kubeless: {n} log lines skipped (reader too slow)\n"
-                    ));
-                    return Some((Ok(note), rx));
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+        match rx.recv().await {
+            Ok(line) => Some((Ok(line), rx)),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                let note = bytes::Bytes::from(format!("kubeless: {n} log lines skipped (reader too slow)\n"));
+                Some((Ok(note), rx))
             }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
         }
     });
     use futures_util::StreamExt;

@@ -66,6 +66,8 @@ pub struct InstanceCtx {
     pub run_root: PathBuf,
     pub secrets: crate::secrets::SecretFiles,
     pub limits: crate::limits::MemoryLimits,
+    /// bubblewrap, used to mount secrets at their paths.
+    pub bwrap: Option<PathBuf>,
 }
 
 /// What one instance runs.
@@ -374,16 +376,33 @@ async fn command(
         .secrets
         .materialize(&plan.namespace, &plan.secrets, &scratch.join("secrets"))
         .await?;
-    let mut cmd = match ctx
-        .limits
-        .wrap(&scratch_name(scratch), plan.memory_limit_bytes)
-        .await
-    {
+    // The program line: the host, inside bubblewrap when the function mounts
+    // secrets, so it reads them at their Kubernetes paths (`/NAME/key`).
+    let mut argv: Vec<std::ffi::OsString> = Vec::new();
+    if let Some(root) = &secret_root {
+        match sandbox_args(ctx, &plan.secrets, root) {
+            Ok(args) => argv.extend(args),
+            Err(why) => ctx.logs.push(
+                &plan.namespace,
+                &plan.name,
+                format!(
+                    "kubeless: warning: {why}; the function finds its secrets under $KUBELESS_SECRETS_ROOT (<mount path>/<key>) instead"
+                )
+                .as_bytes(),
+            ),
+        }
+    }
+    argv.push(ctx.runtime_bin.clone().into_os_string());
+    let mut cmd = match ctx.limits.wrap(&scratch_name(scratch), plan.memory_limit_bytes).await {
         Some(mut sh) => {
-            sh.arg(&ctx.runtime_bin);
+            sh.args(&argv);
             sh
         }
-        None => Command::new(&ctx.runtime_bin),
+        None => {
+            let mut c = Command::new(&argv[0]);
+            c.args(&argv[1..]);
+            c
+        }
     };
     cmd.env_clear();
     for (k, v) in std::env::vars_os() {
@@ -420,6 +439,63 @@ async fn command(
         cmd.env("KUBELESS_SECRETS_ROOT", root);
     }
     Ok(cmd)
+}
+
+/// bubblewrap arguments that show the host the machine as it is, plus each
+/// secret read-only at its mount path. The host's own filesystem is left
+/// untouched: top-level directories are bound one by one onto a fresh root,
+/// so a new top-level mount point needs no directory on the real disk.
+fn sandbox_args(
+    ctx: &InstanceCtx,
+    mounts: &[kubeless_plan::SecretMount],
+    root: &Path,
+) -> Result<Vec<std::ffi::OsString>, String> {
+    let bwrap = ctx
+        .bwrap
+        .as_ref()
+        .ok_or("bubblewrap (bwrap) is not installed, so secrets cannot be mounted at their paths")?;
+    let mut tops = Vec::new();
+    for m in mounts {
+        let rel: Vec<_> = Path::new(&m.mount_path)
+            .components()
+            .filter_map(|c| match c {
+                std::path::Component::Normal(n) => Some(n.to_os_string()),
+                _ => None,
+            })
+            .collect();
+        if rel.len() != 1 || Path::new("/").join(&rel[0]).exists() {
+            return Err(format!(
+                "secret mount path {} is not a new top-level directory",
+                m.mount_path
+            ));
+        }
+        tops.push(rel[0].clone());
+    }
+    let mut a: Vec<std::ffi::OsString> = vec![bwrap.clone().into_os_string()];
+    let mut push = |xs: &[&std::ffi::OsStr]| a.extend(xs.iter().map(|x| x.to_os_string()));
+    let entries = std::fs::read_dir("/").map_err(|e| format!("read /: {e}"))?;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if ["proc", "dev", "sys", "tmp"].iter().any(|n| name == *n) {
+            continue;
+        }
+        let path = e.path();
+        match std::fs::read_link(&path) {
+            Ok(target) => push(&["--symlink".as_ref(), target.as_os_str(), path.as_os_str()]),
+            Err(_) => push(&["--dev-bind".as_ref(), path.as_os_str(), path.as_os_str()]),
+        }
+    }
+    for (d, how) in [("/dev", "--dev-bind"), ("/sys", "--bind"), ("/tmp", "--bind")] {
+        push(&[how.as_ref(), d.as_ref(), d.as_ref()]);
+    }
+    push(&["--proc".as_ref(), "/proc".as_ref(), "--die-with-parent".as_ref()]);
+    for top in &tops {
+        let src = root.join(top);
+        let dst = Path::new("/").join(top);
+        push(&["--ro-bind".as_ref(), src.as_os_str(), dst.as_os_str()]);
+    }
+    push(&["--".as_ref()]);
+    Ok(a)
 }
 
 /// Copy lines of one stream into the function log.

@@ -35,6 +35,8 @@ pub struct ServerOptions {
     pub python: Option<String>,
     pub node: Option<String>,
     pub npm: Option<String>,
+    /// bubblewrap, to mount secrets at their Kubernetes paths.
+    pub bwrap: Option<PathBuf>,
     pub log_bytes: usize,
     pub shutdown_grace: Duration,
 }
@@ -151,6 +153,7 @@ pub async fn serve(opts: ServerOptions, shutdown: CancellationToken) -> Result<(
             run_root,
             secrets: secrets::SecretFiles::new(store),
             limits,
+            bwrap: opts.bwrap.clone(),
         },
     });
     let state = api::ApiState {

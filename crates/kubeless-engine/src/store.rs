@@ -31,10 +31,10 @@ pub enum StoreError {
     Open {
         path: PathBuf,
         #[source]
-        source: redb::Error,
+        source: Box<redb::Error>,
     },
     #[error("store transaction")]
-    Db(#[from] redb::Error),
+    Db(#[source] Box<redb::Error>),
     #[error("stored object {key} is not valid JSON")]
     Corrupt {
         key: String,
@@ -68,7 +68,7 @@ pub enum StoreError {
 }
 
 fn db<E: Into<redb::Error>>(e: E) -> StoreError {
-    StoreError::Db(e.into())
+    StoreError::Db(Box::new(e.into()))
 }
 
 /// A handle to the store; cheap to clone.
@@ -104,7 +104,7 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let db = Database::create(path).map_err(|e| StoreError::Open {
             path: path.to_path_buf(),
-            source: e.into(),
+            source: Box::new(e.into()),
         })?;
         // Make sure both tables exist so readers never see "table missing".
         let tx = db.begin_write().map_err(|e| open_err(path, e))?;
@@ -339,7 +339,7 @@ impl Store {
 fn open_err(path: &Path, e: impl Into<redb::Error>) -> StoreError {
     StoreError::Open {
         path: path.to_path_buf(),
-        source: e.into(),
+        source: Box::new(e.into()),
     }
 }
 
