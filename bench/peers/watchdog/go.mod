@@ -1,0 +1,3 @@
+module kubeless.bench/watchdog
+
+go 1.21
