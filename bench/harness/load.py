@@ -6,6 +6,9 @@ from pathlib import Path
 
 POST_SCRIPT = Path(__file__).resolve().parent.parent / "functions" / "post.lua"
 
+# The body post.lua sends, for one-off requests outside wrk.
+POST_BODY = '{"name":"bench","items":[1,2,3],"nested":{"ok":true}}'
+
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
 
 

@@ -29,11 +29,12 @@ class Peer:
     argv: list
     port: int
     env: dict = field(default_factory=dict)
+    cwd: Path = FUNCTIONS
 
     def start(self, log):
         env = dict(os.environ)
         env.update(self.env)
-        return procs.start(self.argv, env=env, cwd=str(FUNCTIONS), log=log)
+        return procs.start(self.argv, env=env, cwd=str(self.cwd), log=log)
 
 
 def bare_python(handler, port):
@@ -71,6 +72,10 @@ def kubeless_python(handler, port, venv_python):
             "KUBELESS_DIR": str(FUNCTIONS),
             "PYTHONUNBUFFERED": "1",
         },
+        # Kubeless ran `python /_kubeless.py` from `/`: the fork server
+        # (started with `python -c`) finds the module to preload through the
+        # working directory, so it must be the script's own.
+        cwd=PEERS,
     )
 
 

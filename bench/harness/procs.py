@@ -10,6 +10,10 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
+
+from .load import POST_BODY
 
 
 def start(argv, env=None, cwd=None, log=None):
@@ -56,6 +60,19 @@ def get_status(host, port, path="/", timeout=2.0):
         return None
     finally:
         conn.close()
+
+
+def sample(url, post_json=False):
+    """One request, for the report when a load run saw errors."""
+    data = POST_BODY.encode() if post_json else None
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if post_json else {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return f"{resp.status} {resp.read(200)!r}"
+    except urllib.error.HTTPError as e:
+        return f"{e.code} {e.read(200)!r}"
+    except OSError as e:
+        return f"no answer: {e}"
 
 
 def wait_200(host, port, path="/", limit=60.0, proc=None, interval=0.002):

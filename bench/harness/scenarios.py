@@ -118,6 +118,9 @@ class Run:
         for c in self.s["concurrency"]:
             point = load.run(url, c, self.s["duration"], post_json=post)
             point.update(target=key, label=label, kind=kind, language=language, handler=handler, concurrency=c)
+            if point["non2xx"] or point["socket_errors"]:
+                point["error_sample"] = procs.sample(url, post_json=post)
+                log(f"{label} [{handler}] c={c}: {point['non2xx']} non-2xx, {point['socket_errors']} socket errors; one request now: {point['error_sample']}")
             self.results["throughput"].append(point)
             log(f"{label} [{handler}] c={c}: {point['rps']:.0f} req/s, p50 {point['p50_ms']:.2f} ms, p99 {point['p99_ms']:.2f} ms")
             if proc is not None and proc.poll() is not None:
