@@ -61,6 +61,8 @@ pub struct InstanceCtx {
     pub runtime_bin: PathBuf,
     pub python: String,
     pub node: String,
+    /// Further interpreter variables for the host (`KUBELESS_RUBY`, ...).
+    pub interpreters: Vec<(&'static str, String)>,
     pub logs: LogHub,
     /// `<home>/server/run`: per-instance scratch dirs and pid files.
     pub run_root: PathBuf,
@@ -393,7 +395,11 @@ async fn command(
         }
     }
     argv.push(ctx.runtime_bin.clone().into_os_string());
-    let mut cmd = match ctx.limits.wrap(&scratch_name(scratch), plan.memory_limit_bytes).await {
+    let mut cmd = match ctx
+        .limits
+        .wrap(&scratch_name(scratch), plan.memory_limit_bytes)
+        .await
+    {
         Some(mut sh) => {
             sh.args(&argv);
             sh
@@ -422,6 +428,7 @@ async fn command(
         .env("KUBELESS_RUNTIME_DIR", scratch.join("run"))
         .env("KUBELESS_PYTHON", &ctx.python)
         .env("KUBELESS_NODE", &ctx.node)
+        .envs(ctx.interpreters.iter().map(|(k, v)| (*k, v.as_str())))
         .env("KUBELESS_EXIT_ON_STDIN_EOF", "1")
         .env(
             "REQ_MB_LIMIT",
@@ -450,10 +457,9 @@ fn sandbox_args(
     mounts: &[kubeless_plan::SecretMount],
     root: &Path,
 ) -> Result<Vec<std::ffi::OsString>, String> {
-    let bwrap = ctx
-        .bwrap
-        .as_ref()
-        .ok_or("bubblewrap (bwrap) is not installed, so secrets cannot be mounted at their paths")?;
+    let bwrap = ctx.bwrap.as_ref().ok_or(
+        "bubblewrap (bwrap) is not installed, so secrets cannot be mounted at their paths",
+    )?;
     let mut tops = Vec::new();
     for m in mounts {
         let rel: Vec<_> = Path::new(&m.mount_path)
@@ -485,10 +491,18 @@ fn sandbox_args(
             Err(_) => push(&["--dev-bind".as_ref(), path.as_os_str(), path.as_os_str()]),
         }
     }
-    for (d, how) in [("/dev", "--dev-bind"), ("/sys", "--bind"), ("/tmp", "--bind")] {
+    for (d, how) in [
+        ("/dev", "--dev-bind"),
+        ("/sys", "--bind"),
+        ("/tmp", "--bind"),
+    ] {
         push(&[how.as_ref(), d.as_ref(), d.as_ref()]);
     }
-    push(&["--proc".as_ref(), "/proc".as_ref(), "--die-with-parent".as_ref()]);
+    push(&[
+        "--proc".as_ref(),
+        "/proc".as_ref(),
+        "--die-with-parent".as_ref(),
+    ]);
     for top in &tops {
         let src = root.join(top);
         let dst = Path::new("/").join(top);
