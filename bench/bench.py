@@ -24,6 +24,10 @@ from harness import report  # noqa: E402
 from harness.platform import Server  # noqa: E402
 from harness.scenarios import Run, log  # noqa: E402
 
+BENCH = Path(__file__).resolve().parent
+RESULTS = BENCH / "results"
+LATEST_HEADING = "## Latest results"
+
 MODES = {
     # seconds per point, warm-up seconds, concurrencies, functions at scale, `ls` runs
     "default": {"duration": 5, "warmup": 1, "concurrency": [1, 16, 64], "functions": 500, "ls_runs": 10},
@@ -66,13 +70,32 @@ def machine():
     }
 
 
+def binaries(bin_dir):
+    """`kubeless version` of the binaries under test, and where they are."""
+    try:
+        out = subprocess.run([str(Path(bin_dir) / "kubeless"), "version"], capture_output=True, text=True, timeout=10)
+        version = " ".join(out.stdout.split())
+    except (OSError, subprocess.TimeoutExpired):
+        version = "unknown version"
+    return f"{version} ({bin_dir})"
+
+
+def publish(text):
+    """Put the table under README.md's "Latest results" heading."""
+    readme = BENCH / "README.md"
+    head, sep, _ = readme.read_text().partition(LATEST_HEADING)
+    if sep:
+        body = text.split("\n", 2)[2].replace("\n## ", "\n### ")  # own title dropped, sections nested
+        readme.write_text(head + sep + "\n\n`bench/run.sh` writes this section.\n\n" + body)
+
+
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mode", choices=MODES, default="default")
     p.add_argument("--bin-dir", required=True, help="directory with the kubeless and kubeless-runtime binaries")
     p.add_argument("--kubeless-python", required=True, help="python of the venv with bottle and cherrypy")
     p.add_argument("--watchdog", required=True, help="the built watchdog pattern binary")
-    p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"), help="where latest.md/json go")
+    p.add_argument("--out", default=str(RESULTS), help="where latest.md/json go")
     p.add_argument("--duration", type=int, help="seconds per measurement point")
     p.add_argument("--functions", type=int, help="functions deployed for the scale step")
     p.add_argument("--deploy-clients", type=int, default=8, help="concurrent API clients for the scale step")
@@ -87,6 +110,7 @@ def main():
     if args.functions is not None:
         settings["functions"] = args.functions
     settings.update(deploy_clients=args.deploy_clients, start_limit=60.0, idle_settle=1.0)
+    settings["binaries"] = binaries(args.bin_dir)
     for tool in ("wrk", "node"):
         if not shutil.which(tool):
             sys.exit(f"error: {tool} is not installed (bench/run.sh installs wrk)")
@@ -126,6 +150,8 @@ def main():
     text = report.markdown(results)
     (out / "latest.md").write_text(text)
     (out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    if out.resolve() == RESULTS.resolve():
+        publish(text)
     shutil.rmtree(workdir, ignore_errors=True)
     print()
     print(text)

@@ -97,8 +97,9 @@ def markdown(results):
     lines = [
         f"# kubeless benchmark ({s['mode']} run)",
         "",
-        f"{m['date']} · {m['nproc']} CPUs, {m['cpu']} · {m['memory_gib']:.1f} GiB RAM · {m['kernel']}",
-        f"· {m['python']} · Node.js {m['node']} · {m['wrk']}",
+        f"{m['date']} · {m['nproc']} CPUs, {m['cpu']} · {m['memory_gib']:.1f} GiB RAM · {m['kernel']} "
+        f"· load average {m['load'][0]:.1f} at start · {m['python']} · Node.js {m['node']} · {m['wrk']} "
+        f"· binaries: {s.get('binaries', '?')}",
         "",
         f"One run, {s['duration']} s per point after a {s['warmup']} s warm-up, wrk on 127.0.0.1 on the same machine "
         "(the load generator shares the CPUs). The machine is shared and noisy: compare ratios within this run, "

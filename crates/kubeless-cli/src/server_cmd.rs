@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use kubeless_engine::ServerOptions;
+use kubeless_engine::server::Toolchains;
 use tokio_util::sync::CancellationToken;
 
 /// Flags of `kubeless server`.
@@ -39,6 +40,18 @@ pub struct ServerArgs {
     /// npm for nodejs dependencies [default: npm on PATH]
     #[arg(long, env = "KUBELESS_NPM")]
     npm: Option<String>,
+    /// Ruby for ruby runtimes [default: ruby on PATH]
+    #[arg(long, env = "KUBELESS_RUBY")]
+    ruby: Option<String>,
+    /// PHP CLI for php runtimes [default: php on PATH]
+    #[arg(long, env = "KUBELESS_PHP")]
+    php: Option<String>,
+    /// Go toolchain for go runtimes [default: go on PATH]
+    #[arg(long, env = "KUBELESS_GO")]
+    go: Option<String>,
+    /// Java launcher for java runtimes; javac and mvn are found on PATH [default: java on PATH]
+    #[arg(long, env = "KUBELESS_JAVA")]
+    java: Option<String>,
     /// Bytes of log kept per function
     #[arg(long, default_value_t = 1024 * 1024)]
     log_bytes: usize,
@@ -89,6 +102,16 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         python: args.python.or_else(|| which("python3")),
         node: args.node.or_else(|| which("node")),
         npm: args.npm.or_else(|| which("npm")),
+        toolchains: Toolchains {
+            ruby: args.ruby.or_else(|| which("ruby")),
+            bundle: which("bundle"),
+            php: args.php.or_else(|| which("php")),
+            composer: which("composer"),
+            go: args.go.or_else(|| which("go")),
+            java: args.java.or_else(|| which("java")),
+            javac: which("javac"),
+            mvn: which("mvn"),
+        },
         bwrap: which("bwrap").map(PathBuf::from),
         log_bytes: args.log_bytes,
         shutdown_grace: Duration::from_secs(args.shutdown_grace),

@@ -35,6 +35,9 @@ pub struct ServerOptions {
     pub python: Option<String>,
     pub node: Option<String>,
     pub npm: Option<String>,
+    /// Toolchains of the other runtimes; `None` means not installed, and
+    /// the catalogue then leaves that language out.
+    pub toolchains: Toolchains,
     /// bubblewrap, to mount secrets at their Kubernetes paths.
     pub bwrap: Option<PathBuf>,
     pub log_bytes: usize,
@@ -72,6 +75,7 @@ impl ServerOptions {
         if self.node.is_some() {
             langs.push(Language::Nodejs);
         }
+        langs.extend(self.toolchains.languages());
         if langs.is_empty() {
             return Err(EngineError::Config(
                 "neither python3 nor node was found on PATH; install one of them to run functions"
@@ -79,6 +83,54 @@ impl ServerOptions {
             ));
         }
         Ok(langs)
+    }
+}
+
+/// Where the Ruby, PHP, Go and Java toolchains are (found on PATH by the
+/// CLI).
+#[derive(Debug, Clone, Default)]
+pub struct Toolchains {
+    pub ruby: Option<String>,
+    pub bundle: Option<String>,
+    pub php: Option<String>,
+    pub composer: Option<String>,
+    pub go: Option<String>,
+    pub java: Option<String>,
+    pub javac: Option<String>,
+    pub mvn: Option<String>,
+}
+
+impl Toolchains {
+    /// The languages whose toolchain is complete. Bundler, composer and
+    /// Maven are needed only for dependencies, so their absence shows up
+    /// as an install error instead.
+    pub fn languages(&self) -> Vec<Language> {
+        let mut out = Vec::new();
+        if self.ruby.is_some() {
+            out.push(Language::Ruby);
+        }
+        if self.php.is_some() {
+            out.push(Language::Php);
+        }
+        if self.go.is_some() {
+            out.push(Language::Go);
+        }
+        if self.java.is_some() && self.javac.is_some() {
+            out.push(Language::Java);
+        }
+        out
+    }
+
+    /// The interpreter variables the runtime host reads.
+    fn host_env(&self) -> Vec<(&'static str, String)> {
+        [
+            ("KUBELESS_RUBY", &self.ruby),
+            ("KUBELESS_PHP", &self.php),
+            ("KUBELESS_JAVA", &self.java),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v.clone()?)))
+        .collect()
     }
 }
 
@@ -141,6 +193,12 @@ pub async fn serve(opts: ServerOptions, shutdown: CancellationToken) -> Result<(
                 python: python.clone(),
                 node: node.clone(),
                 npm: opts.npm.clone().unwrap_or_else(|| "npm".into()),
+                runtime_bin: opts.runtime_bin.to_string_lossy().to_string(),
+                bundle: opts.toolchains.bundle.clone().unwrap_or_default(),
+                composer: opts.toolchains.composer.clone().unwrap_or_default(),
+                go: opts.toolchains.go.clone().unwrap_or_default(),
+                javac: opts.toolchains.javac.clone().unwrap_or_default(),
+                mvn: opts.toolchains.mvn.clone().unwrap_or_default(),
             },
         ),
         catalogue: Catalogue::embedded().restricted_to(&langs),
@@ -149,6 +207,7 @@ pub async fn serve(opts: ServerOptions, shutdown: CancellationToken) -> Result<(
             runtime_bin: opts.runtime_bin.clone(),
             python,
             node,
+            interpreters: opts.toolchains.host_env(),
             logs,
             run_root,
             secrets: secrets::SecretFiles::new(store),
