@@ -7,6 +7,13 @@
 //! temporary directory and renamed into place only when complete, so a crash
 //! mid-build never leaves a half-prepared artifact that looks ready.
 //! Concurrent requests for the same key wait for one build.
+//!
+//! Steps, in order: decode or download the code, unpack it, run the plan's
+//! `install` command when a dependency file is present, then the plan's
+//! `compile` command (Go, Java). Install and compile output is kept only on
+//! failure, where its tail becomes the error, so a compile error reaches the
+//! function's status and `kubeless function describe` instead of starting
+//! a process that can only crash.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,7 +29,7 @@ use tokio::io::AsyncReadExt;
 
 /// Largest code download accepted for `url` content types.
 const MAX_DOWNLOAD: u64 = 512 * 1024 * 1024;
-/// Longest a dependency install may take.
+/// Longest a dependency install or a compile step may take.
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// How much installer output a failure message keeps (its tail).
 const INSTALL_OUTPUT_TAIL: usize = 4000;
@@ -54,31 +61,61 @@ pub enum ArtifactError {
         #[source]
         source: std::io::Error,
     },
-    #[error("dependency installation failed ({status}):\n{output}")]
-    InstallFailed { status: String, output: String },
-    #[error("dependency installation took longer than {0:?}")]
-    InstallTimeout(Duration),
+    #[error("dependency installation failed ({status}):\n{output}{hint}")]
+    InstallFailed {
+        status: String,
+        output: String,
+        /// What the language's registry situation means for the user,
+        /// starting with a newline, or empty.
+        hint: String,
+    },
+    #[error("compilation failed ({status}):\n{output}")]
+    CompileFailed { status: String, output: String },
+    #[error("{step} took longer than {limit:?}")]
+    InstallTimeout { step: &'static str, limit: Duration },
     #[error("artifact preparation was interrupted")]
     Interrupted,
 }
 
-/// Local tools the install commands name.
-#[derive(Debug, Clone)]
+/// Local tools the install and compile commands name. Empty means "not
+/// found"; the plan only names tools of languages that are available.
+#[derive(Debug, Clone, Default)]
 pub struct Tools {
     pub python: String,
     pub node: String,
     pub npm: String,
+    /// `kubeless-runtime`, whose `compile` subcommand builds Go and Java.
+    pub runtime_bin: String,
+    pub bundle: String,
+    pub composer: String,
+    pub go: String,
+    pub javac: String,
+    pub mvn: String,
 }
 
 impl Tools {
     fn lookup(&self, name: &str) -> Option<String> {
-        match name {
-            "KUBELESS_PYTHON" => Some(self.python.clone()),
-            "KUBELESS_NODE" => Some(self.node.clone()),
-            "KUBELESS_NPM" => Some(self.npm.clone()),
-            _ => None,
-        }
+        let tool = match name {
+            "KUBELESS_PYTHON" => &self.python,
+            "KUBELESS_NODE" => &self.node,
+            "KUBELESS_NPM" => &self.npm,
+            "KUBELESS_RUNTIME_BIN" => &self.runtime_bin,
+            "KUBELESS_BUNDLE" => &self.bundle,
+            "KUBELESS_COMPOSER" => &self.composer,
+            "KUBELESS_GO" => &self.go,
+            "KUBELESS_JAVAC" => &self.javac,
+            "KUBELESS_MVN" => &self.mvn,
+            _ => return None,
+        };
+        Some(tool.clone())
     }
+}
+
+/// Which step a command runs, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Install,
+    Compile,
 }
 
 /// The cache; cheap to clone.
@@ -210,7 +247,27 @@ impl ArtifactCache {
             && let Some(cmd) = &plan.install
         {
             note("installing dependencies");
-            self.install(cmd, tmp).await?;
+            if let Err(e) = self.run_step(Step::Install, cmd, tmp).await {
+                return Err(match e {
+                    ArtifactError::InstallFailed { status, output, .. } => {
+                        ArtifactError::InstallFailed {
+                            status,
+                            output,
+                            hint: plan
+                                .runtime
+                                .language
+                                .install_hint()
+                                .map(|h| format!("\n{h}"))
+                                .unwrap_or_default(),
+                        }
+                    }
+                    other => other,
+                });
+            }
+        }
+        if let Some(cmd) = &plan.compile {
+            note("compiling");
+            self.run_step(Step::Compile, cmd, tmp).await?;
         }
         tokio::fs::write(tmp.join(READY_MARK), plan.artifact_key.as_bytes())
             .await
@@ -246,8 +303,9 @@ impl ArtifactCache {
         Ok(out)
     }
 
-    async fn install(
+    async fn run_step(
         &self,
+        step: Step,
         cmd: &kubeless_plan::CommandLine,
         dir: &Path,
     ) -> Result<(), ArtifactError> {
@@ -258,6 +316,11 @@ impl ArtifactCache {
         };
         let program = expand(&cmd.program, lookup);
         let args: Vec<String> = cmd.args.iter().map(|a| expand(a, lookup)).collect();
+        let step_env: Vec<(String, String)> = cmd
+            .env
+            .iter()
+            .map(|e| (e.name.clone(), expand(&e.value, lookup)))
+            .collect();
         // The installer is the user's own tooling: it keeps the server's
         // environment and HOME (registry mirrors, proxies, CA bundles,
         // ~/.npmrc, the npm cache), minus the server's own settings.
@@ -270,6 +333,7 @@ impl ArtifactCache {
         }
         let mut child = command
             .env("npm_config_update_notifier", "false")
+            .envs(step_env)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -301,7 +365,13 @@ impl ArtifactCache {
         };
         let (status, stdout, stderr) = tokio::time::timeout(INSTALL_TIMEOUT, collect)
             .await
-            .map_err(|_| ArtifactError::InstallTimeout(INSTALL_TIMEOUT))?;
+            .map_err(|_| ArtifactError::InstallTimeout {
+                step: match step {
+                    Step::Install => "dependency installation",
+                    Step::Compile => "compilation",
+                },
+                limit: INSTALL_TIMEOUT,
+            })?;
         let status = status.map_err(|source| ArtifactError::InstallerStart {
             program: program.clone(),
             source,
@@ -312,9 +382,16 @@ impl ArtifactCache {
         let mut output = String::from_utf8_lossy(&stdout).to_string();
         output.push_str(&String::from_utf8_lossy(&stderr));
         let output = tail(output.trim(), INSTALL_OUTPUT_TAIL);
-        Err(ArtifactError::InstallFailed {
-            status: status.to_string(),
-            output,
+        Err(match step {
+            Step::Install => ArtifactError::InstallFailed {
+                status: status.to_string(),
+                output,
+                hint: String::new(),
+            },
+            Step::Compile => ArtifactError::CompileFailed {
+                status: status.to_string(),
+                output,
+            },
         })
     }
 }

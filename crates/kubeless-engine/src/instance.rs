@@ -61,6 +61,8 @@ pub struct InstanceCtx {
     pub runtime_bin: PathBuf,
     pub python: String,
     pub node: String,
+    /// Further interpreter variables for the host (`KUBELESS_RUBY`, ...).
+    pub interpreters: Vec<(&'static str, String)>,
     pub logs: LogHub,
     /// `<home>/server/run`: per-instance scratch dirs and pid files.
     pub run_root: PathBuf,
@@ -426,6 +428,7 @@ async fn command(
         .env("KUBELESS_RUNTIME_DIR", scratch.join("run"))
         .env("KUBELESS_PYTHON", &ctx.python)
         .env("KUBELESS_NODE", &ctx.node)
+        .envs(ctx.interpreters.iter().map(|(k, v)| (*k, v.as_str())))
         .env("KUBELESS_EXIT_ON_STDIN_EOF", "1")
         .env(
             "REQ_MB_LIMIT",

@@ -2,9 +2,14 @@
 //! dependencies and finds them at run time.
 //!
 //! Runtime strings keep Kubeless's `<id><version>` shape (`python3.8`,
-//! `nodejs14`) so existing manifests deploy unchanged. In embedded mode every
-//! version of a language runs on the interpreter installed on the machine;
-//! the version is kept for Kubernetes mode, where it picks the image.
+//! `nodejs14`, `ruby2.6`, `php7.4`, `go1.14`, `java11`) so existing
+//! manifests deploy unchanged. In embedded mode every version of a language
+//! runs on the toolchain installed on the machine; the version is kept for
+//! Kubernetes mode, where it picks the image.
+//!
+//! Go and Java are compiled once per artifact by `kubeless-runtime compile`
+//! ([`Language::compile_command`]); their `go.mod` and `pom.xml`
+//! dependencies are fetched by that step, not by an install command.
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +21,10 @@ use crate::{CommandLine, EnvVar};
 pub enum Language {
     Python,
     Nodejs,
+    Ruby,
+    Php,
+    Go,
+    Java,
 }
 
 impl Language {
@@ -24,6 +33,10 @@ impl Language {
         match self {
             Language::Python => "python",
             Language::Nodejs => "nodejs",
+            Language::Ruby => "ruby",
+            Language::Php => "php",
+            Language::Go => "go",
+            Language::Java => "java",
         }
     }
 
@@ -32,6 +45,10 @@ impl Language {
         match self {
             Language::Python => ("requirements.txt", ".py"),
             Language::Nodejs => ("package.json", ".js"),
+            Language::Ruby => ("Gemfile", ".rb"),
+            Language::Php => ("composer.json", ".php"),
+            Language::Go => ("go.mod", ".go"),
+            Language::Java => ("pom.xml", ".java"),
         }
     }
 
@@ -43,6 +60,10 @@ impl Language {
                 "$(KUBELESS_INSTALL_VOLUME)/.python_packages:$(KUBELESS_INSTALL_VOLUME)",
             ),
             Language::Nodejs => ("NODE_PATH", "$(KUBELESS_INSTALL_VOLUME)/node_modules"),
+            // Gems bundler installed from vendor/cache; the machine's own
+            // gems stay on the default GEM_PATH.
+            Language::Ruby => ("GEM_HOME", RUBY_GEM_HOME),
+            Language::Php | Language::Go | Language::Java => return Vec::new(),
         };
         vec![EnvVar {
             name: name.to_string(),
@@ -50,8 +71,55 @@ impl Language {
         }]
     }
 
+    /// What to tell a user whose dependency install failed, beyond the
+    /// installer's own output.
+    pub fn install_hint(self) -> Option<&'static str> {
+        match self {
+            Language::Ruby => Some(
+                "bundler runs with --local: RubyGems is not reachable from this machine, so only gems already installed here (Debian ruby-* packages) or vendored in the function archive under vendor/cache (`bundle package`) can be used",
+            ),
+            Language::Php => Some(
+                "Packagist is not reachable from this machine: composer can only use packages the function archive carries (a \"path\" repository, with {\"packagist.org\": false} in \"repositories\") and PHP extensions installed here (Debian php-* packages, required as \"ext-<name>\")",
+            ),
+            _ => None,
+        }
+    }
+
+    /// The build step of compiled languages, run in
+    /// `$(KUBELESS_INSTALL_VOLUME)` after any install, once per artifact.
+    /// `$(KUBELESS_RUNTIME_BIN)`, `$(KUBELESS_GO)`, `$(KUBELESS_JAVAC)` and
+    /// `$(KUBELESS_MVN)` name the local tools.
+    pub fn compile_command(self, module: &str, function: &str) -> Option<CommandLine> {
+        let tools: &[&str] = match self {
+            Language::Go => &["--go", "$(KUBELESS_GO)"],
+            Language::Java => &["--javac", "$(KUBELESS_JAVAC)", "--mvn", "$(KUBELESS_MVN)"],
+            _ => return None,
+        };
+        let mut args: Vec<String> = [
+            "compile",
+            "--language",
+            self.as_str(),
+            "--dir",
+            "$(KUBELESS_INSTALL_VOLUME)",
+            "--module",
+            module,
+            "--handler",
+            function,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(tools.iter().map(|s| s.to_string()));
+        Some(CommandLine {
+            program: "$(KUBELESS_RUNTIME_BIN)".to_string(),
+            args,
+            env: Vec::new(),
+        })
+    }
+
     /// The dependency install command, run in `$(KUBELESS_INSTALL_VOLUME)`.
-    /// `$(KUBELESS_PYTHON)` and `$(KUBELESS_NPM)` name the local tools.
+    /// `$(KUBELESS_PYTHON)`, `$(KUBELESS_NPM)`, `$(KUBELESS_BUNDLE)` and
+    /// `$(KUBELESS_COMPOSER)` name the local tools.
     pub fn install_command(self, user_env: &[EnvVar]) -> Option<CommandLine> {
         let env = |k: &str| {
             user_env
@@ -63,6 +131,7 @@ impl Language {
         let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         Some(match self {
             Language::Python => CommandLine {
+                env: Vec::new(),
                 program: "$(KUBELESS_PYTHON)".to_string(),
                 args: args(&[
                     "-m",
@@ -97,11 +166,46 @@ impl Language {
                 CommandLine {
                     program: "$(KUBELESS_NPM)".to_string(),
                     args: a,
+                    env: Vec::new(),
                 }
             }
+            Language::Ruby => CommandLine {
+                program: "$(KUBELESS_BUNDLE)".to_string(),
+                args: args(&[
+                    "install",
+                    "--local",
+                    "--gemfile",
+                    "$(KUBELESS_INSTALL_VOLUME)/Gemfile",
+                ]),
+                env: vec![
+                    EnvVar {
+                        name: "GEM_HOME".to_string(),
+                        value: RUBY_GEM_HOME.to_string(),
+                    },
+                    EnvVar {
+                        name: "BUNDLE_SILENCE_ROOT_WARNING".to_string(),
+                        value: "1".to_string(),
+                    },
+                ],
+            },
+            Language::Php => CommandLine {
+                program: "$(KUBELESS_COMPOSER)".to_string(),
+                args: args(&[
+                    "install",
+                    "--no-interaction",
+                    "--no-progress",
+                    "--working-dir",
+                    "$(KUBELESS_INSTALL_VOLUME)",
+                ]),
+                env: Vec::new(),
+            },
+            Language::Go | Language::Java => return None,
         })
     }
 }
+
+/// Where bundler installs a Ruby function's gems.
+const RUBY_GEM_HOME: &str = "$(KUBELESS_INSTALL_VOLUME)/.gems";
 
 /// A runtime string resolved against the catalogue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +251,30 @@ impl Catalogue {
                     id: "nodejs".into(),
                     versions: v(&["10", "12", "14", "16", "18", "20", "22"]),
                     language: Language::Nodejs,
+                },
+                RuntimeEntry {
+                    id: "ruby".into(),
+                    versions: v(&[
+                        "2.3", "2.4", "2.5", "2.6", "2.7", "3.0", "3.1", "3.2", "3.3",
+                    ]),
+                    language: Language::Ruby,
+                },
+                RuntimeEntry {
+                    id: "php".into(),
+                    versions: v(&["7.2", "7.3", "7.4", "8.0", "8.1", "8.2", "8.3"]),
+                    language: Language::Php,
+                },
+                RuntimeEntry {
+                    id: "go".into(),
+                    versions: v(&[
+                        "1.13", "1.14", "1.21", "1.22", "1.23", "1.24", "1.25", "1.26",
+                    ]),
+                    language: Language::Go,
+                },
+                RuntimeEntry {
+                    id: "java".into(),
+                    versions: v(&["1.8", "11", "17", "21"]),
+                    language: Language::Java,
                 },
             ],
         }

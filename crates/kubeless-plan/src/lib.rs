@@ -59,11 +59,15 @@ pub struct SecretMount {
     pub mount_path: String,
 }
 
-/// A command line; arguments may contain `$(VAR)` references.
+/// A command line; arguments and env values may contain `$(VAR)`
+/// references.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandLine {
     pub program: String,
     pub args: Vec<String>,
+    /// Set on top of the installer's inherited environment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
 }
 
 /// Where the function's code comes from.
@@ -96,6 +100,10 @@ pub struct FunctionPlan {
     /// Dependency install command, run in the artifact directory when a
     /// non-empty dependency file is present.
     pub install: Option<CommandLine>,
+    /// Build command of compiled languages (Go, Java), run in the artifact
+    /// directory after any install, once per artifact. A failure is the
+    /// artifact's error (the compiler's output), not a crash loop.
+    pub compile: Option<CommandLine>,
     pub timeout_secs: u64,
     /// The port the function serves on (`FUNC_PORT`, the Service target port).
     pub port: u16,
@@ -237,7 +245,11 @@ pub fn plan(
         .unwrap_or(1);
 
     let install = runtime.language.install_command(&user_env);
-    let artifact_key = artifact_key(f, &runtime, &module);
+    let compile = runtime.language.compile_command(&module, &function_name);
+    // The Go worker calls the handler by name, so the name is part of what
+    // the artifact is; every other language looks it up at start.
+    let compiled_handler = (runtime.language == Language::Go).then_some(function_name.as_str());
+    let artifact_key = artifact_key(f, &runtime, &module, compiled_handler);
 
     Ok(FunctionPlan {
         namespace: f.metadata.namespace.clone(),
@@ -254,6 +266,7 @@ pub fn plan(
         deps: f.spec.deps.clone(),
         artifact_key,
         install,
+        compile,
         timeout_secs,
         port,
         service_port,
@@ -345,8 +358,17 @@ fn secret_mounts(f: &Function, warnings: &mut Vec<String>) -> Vec<SecretMount> {
     out
 }
 
-fn artifact_key(f: &Function, runtime: &ResolvedRuntime, module: &str) -> String {
+fn artifact_key(
+    f: &Function,
+    runtime: &ResolvedRuntime,
+    module: &str,
+    compiled_handler: Option<&str>,
+) -> String {
     let mut h = Sha256::new();
+    if let Some(handler) = compiled_handler {
+        h.update((handler.len() as u64).to_le_bytes());
+        h.update(handler.as_bytes());
+    }
     for part in [
         runtime.language.as_str(),
         runtime.suffix.as_str(),

@@ -15,20 +15,38 @@ use crate::error::Error;
 pub enum Language {
     Python,
     Nodejs,
+    Ruby,
+    Php,
+    /// Compiled ahead of time (`kubeless-runtime compile`): the worker is a
+    /// binary in the code directory, not a script for an interpreter.
+    Go,
+    /// Compiled ahead of time; the worker runs on the `java` launcher.
+    Java,
 }
+
+/// The names [`Language::parse`] accepts, for error messages.
+const SUPPORTED: &str = "python, nodejs, ruby, php, go, java";
 
 impl Language {
     pub fn name(self) -> &'static str {
         match self {
             Language::Python => "python",
             Language::Nodejs => "nodejs",
+            Language::Ruby => "ruby",
+            Language::Php => "php",
+            Language::Go => "go",
+            Language::Java => "java",
         }
     }
 
-    fn parse(value: &str) -> Option<Language> {
+    pub fn parse(value: &str) -> Option<Language> {
         match value {
             "python" => Some(Language::Python),
             "nodejs" | "node" => Some(Language::Nodejs),
+            "ruby" => Some(Language::Ruby),
+            "php" => Some(Language::Php),
+            "go" | "golang" => Some(Language::Go),
+            "java" => Some(Language::Java),
             _ => None,
         }
     }
@@ -68,7 +86,9 @@ pub struct Config {
     pub max_workers: usize,
     /// `REQ_MB_LIMIT` in bytes.
     pub body_limit: u64,
-    /// `KUBELESS_PYTHON` or `KUBELESS_NODE`, whichever the language needs.
+    /// The program that runs the worker: `KUBELESS_PYTHON`, `KUBELESS_NODE`,
+    /// `KUBELESS_RUBY`, `KUBELESS_PHP` or `KUBELESS_JAVA`, whichever the
+    /// language needs; empty for Go, whose worker is the compiled binary.
     pub interpreter: String,
     /// `KUBELESS_RUNTIME_DIR`; `None` means a fresh temporary directory.
     pub runtime_dir: Option<PathBuf>,
@@ -133,7 +153,7 @@ impl Config {
             Some(text) => Language::parse(text.trim()).ok_or_else(|| {
                 invalid(
                     "KUBELESS_RUNTIME_LANGUAGE",
-                    format!("{text:?} is not supported (supported: python, nodejs)"),
+                    format!("{text:?} is not supported (supported: {SUPPORTED})"),
                 )
             })?,
             None => {
@@ -151,7 +171,7 @@ impl Config {
                 Language::parse(&prefix).ok_or_else(|| {
                     invalid(
                         "FUNC_RUNTIME",
-                        format!("runtime {runtime:?} is not supported by this host (supported: python, nodejs)"),
+                        format!("runtime {runtime:?} is not supported by this host (supported: {SUPPORTED})"),
                     )
                 })?
             }
@@ -188,6 +208,10 @@ impl Config {
         let interpreter = match language {
             Language::Python => get("KUBELESS_PYTHON").unwrap_or_else(|| "python3".to_owned()),
             Language::Nodejs => get("KUBELESS_NODE").unwrap_or_else(|| "node".to_owned()),
+            Language::Ruby => get("KUBELESS_RUBY").unwrap_or_else(|| "ruby".to_owned()),
+            Language::Php => get("KUBELESS_PHP").unwrap_or_else(|| "php".to_owned()),
+            Language::Java => get("KUBELESS_JAVA").unwrap_or_else(|| "java".to_owned()),
+            Language::Go => String::new(),
         };
 
         let runtime_dir = get("KUBELESS_RUNTIME_DIR").map(PathBuf::from);
@@ -359,7 +383,7 @@ mod tests {
             err_var(config(&[
                 ("FUNC_HANDLER", "h"),
                 ("MOD_NAME", "m"),
-                ("FUNC_RUNTIME", "ruby2.6")
+                ("FUNC_RUNTIME", "dotnetcore3.1")
             ])),
             "FUNC_RUNTIME"
         );
@@ -371,10 +395,31 @@ mod tests {
             err_var(config(&[
                 ("FUNC_HANDLER", "h"),
                 ("MOD_NAME", "m"),
-                ("KUBELESS_RUNTIME_LANGUAGE", "go")
+                ("KUBELESS_RUNTIME_LANGUAGE", "cobol")
             ])),
             "KUBELESS_RUNTIME_LANGUAGE"
         );
+    }
+
+    #[test]
+    fn every_kubeless_language() {
+        for (runtime, language, interpreter) in [
+            ("ruby2.6", Language::Ruby, "ruby"),
+            ("php7.4", Language::Php, "php"),
+            ("go1.14", Language::Go, ""),
+            ("java11", Language::Java, "java"),
+        ] {
+            let c = config(&[
+                ("FUNC_HANDLER", "h"),
+                ("MOD_NAME", "m"),
+                ("FUNC_RUNTIME", runtime),
+            ])
+            .unwrap();
+            assert_eq!(
+                (c.language, c.interpreter.as_str()),
+                (language, interpreter)
+            );
+        }
     }
 
     #[test]

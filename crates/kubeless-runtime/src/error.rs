@@ -42,6 +42,11 @@ pub enum Error {
     #[error("worker {pid} failed: {reason}")]
     Worker { pid: u32, reason: String },
 
+    /// A build step of `kubeless-runtime compile` failed; the tool's own
+    /// output went to stderr before this.
+    #[error("{step} failed: {reason}")]
+    Compile { step: String, reason: String },
+
     /// Binding the HTTP port failed.
     #[error("bind {addr}")]
     Bind {

@@ -10,6 +10,8 @@
 //!
 //! Modules:
 //! - [`config`]: the validated configuration `main` builds from the env;
+//! - [`compile`]: the build step of the compiled languages (Go, Java),
+//!   run once per artifact as `kubeless-runtime compile`;
 //! - [`frame`]: the host-worker wire format (pure encode/decode);
 //! - [`worker`]: one worker process and its socket;
 //! - [`pool`]: how many workers, which one serves a request, replacement;
@@ -20,6 +22,7 @@
 //! [`run`] ties them together; docs/runtime-host.md is the contract.
 
 pub mod access_log;
+pub mod compile;
 pub mod config;
 pub mod error;
 pub mod frame;
@@ -56,14 +59,19 @@ pub async fn run(
     force: CancellationToken,
 ) -> Result<(), Error> {
     let runtime_dir = prepare_runtime_dir(config.runtime_dir.clone()).await?;
-    let (script_name, script_source) = worker::script(config.language);
-    let script = runtime_dir.path().join(script_name);
-    tokio::fs::write(&script, script_source)
-        .await
-        .map_err(|source| Error::PrepareRuntimeDir {
-            path: script.clone(),
-            source,
-        })?;
+    let script = match worker::script(config.language) {
+        Some((script_name, script_source)) => {
+            let script = runtime_dir.path().join(script_name);
+            tokio::fs::write(&script, script_source)
+                .await
+                .map_err(|source| Error::PrepareRuntimeDir {
+                    path: script.clone(),
+                    source,
+                })?;
+            Some(script)
+        }
+        None => None,
+    };
 
     // Workers chdir into the code dir, so it must be absolute and exist.
     let code_dir = tokio::fs::canonicalize(&config.code_dir)
@@ -73,6 +81,20 @@ pub async fn run(
             function: config.handler.clone(),
             reason: format!("code directory {}: {e}", config.code_dir.display()),
         })?;
+
+    // A compiled language without its build output would fail every start
+    // the same way; say what is missing instead of "No such file".
+    if let Some(missing) = compile::missing_output(config.language, &code_dir) {
+        return Err(Error::LoadHandler {
+            module: config.module.clone(),
+            function: config.handler.clone(),
+            reason: format!(
+                "{} not found: the function was not compiled (run `kubeless-runtime compile` in {})",
+                missing.display(),
+                code_dir.display()
+            ),
+        });
+    }
 
     let spec = WorkerSpec::new(&config, script, runtime_dir.path().to_owned(), code_dir);
     let tracker = TaskTracker::new();

@@ -1,8 +1,8 @@
 //! One language worker process and the socket the host talks to it over.
 //!
 //! Flow: the host binds a fresh Unix socket in the runtime directory,
-//! spawns the interpreter on the embedded worker script in its own process
-//! group, accepts exactly one connection, removes the socket file and
+//! spawns the worker program (an interpreter on the embedded worker script,
+//! or the compiled Go/Java worker) in its own process group, accepts exactly one connection, removes the socket file and
 //! waits for the worker's `READY` (or `LOAD_FAILED`). After that the host
 //! sends one request at a time and reads one response per request.
 //!
@@ -25,18 +25,26 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::process::{Child, Command};
 
+use crate::compile;
 use crate::config::{Config, Language};
 use crate::error::Error;
 use crate::frame::{self, RequestHead, Response, WorkerMessage};
 
 const PYTHON_WORKER: &str = include_str!("../../../runtimes/python/kubeless_worker.py");
 const NODE_WORKER: &str = include_str!("../../../runtimes/nodejs/kubeless_worker.js");
+const RUBY_WORKER: &str = include_str!("../../../runtimes/ruby/kubeless_worker.rb");
+const PHP_WORKER: &str = include_str!("../../../runtimes/php/kubeless_worker.php");
 
-/// The file name and source of the worker script for `language`.
-pub fn script(language: Language) -> (&'static str, &'static str) {
+/// The file name and source of the worker script for `language`; `None`
+/// for the compiled languages, whose worker is built with the function
+/// (see [`crate::compile`]).
+pub fn script(language: Language) -> Option<(&'static str, &'static str)> {
     match language {
-        Language::Python => ("kubeless_worker.py", PYTHON_WORKER),
-        Language::Nodejs => ("kubeless_worker.js", NODE_WORKER),
+        Language::Python => Some(("kubeless_worker.py", PYTHON_WORKER)),
+        Language::Nodejs => Some(("kubeless_worker.js", NODE_WORKER)),
+        Language::Ruby => Some(("kubeless_worker.rb", RUBY_WORKER)),
+        Language::Php => Some(("kubeless_worker.php", PHP_WORKER)),
+        Language::Go | Language::Java => None,
     }
 }
 
@@ -48,8 +56,9 @@ pub type LivePids = Arc<Mutex<HashSet<u32>>>;
 #[derive(Debug, Clone)]
 pub struct WorkerSpec {
     pub language: Language,
-    pub interpreter: String,
-    pub script: PathBuf,
+    /// The program started for each worker, and its arguments.
+    pub program: PathBuf,
+    pub args: Vec<std::ffi::OsString>,
     pub socket_dir: PathBuf,
     pub code_dir: PathBuf,
     pub module: String,
@@ -59,11 +68,11 @@ pub struct WorkerSpec {
 }
 
 impl WorkerSpec {
-    /// The spec for `config`, with the script already written to `script`
-    /// and `code_dir` made absolute.
+    /// The spec for `config`, with the script (if the language has one)
+    /// already written to `script` and `code_dir` made absolute.
     pub fn new(
         config: &Config,
-        script: PathBuf,
+        script: Option<PathBuf>,
         socket_dir: PathBuf,
         code_dir: PathBuf,
     ) -> WorkerSpec {
@@ -84,10 +93,21 @@ impl WorkerSpec {
             // stdout is a pipe, and the function log lags behind.
             env.push(("PYTHONUNBUFFERED".to_owned(), "1".to_owned()));
         }
+        let (program, args) = match (config.language, script) {
+            (Language::Go, _) => (compile::go_worker(&code_dir), Vec::new()),
+            (Language::Java, _) => (
+                PathBuf::from(&config.interpreter),
+                compile::java_worker_args(&code_dir),
+            ),
+            (_, script) => (
+                PathBuf::from(&config.interpreter),
+                script.into_iter().map(PathBuf::into_os_string).collect(),
+            ),
+        };
         WorkerSpec {
             language: config.language,
-            interpreter: config.interpreter.clone(),
-            script,
+            program,
+            args,
             socket_dir,
             code_dir,
             module: config.module.clone(),
@@ -121,7 +141,7 @@ impl Worker {
         let socket = spec.socket_dir.join(format!("worker-{n}.sock"));
         let spawn_error = |source| Error::SpawnWorker {
             language: spec.language.name(),
-            program: spec.interpreter.clone(),
+            program: spec.program.display().to_string(),
             source,
         };
         // A leftover file from a crashed host would make bind fail.
@@ -129,9 +149,9 @@ impl Worker {
         let listener = UnixListener::bind(&socket).map_err(spawn_error)?;
         let socket_guard = RemoveOnDrop(&socket);
 
-        let mut command = Command::new(&spec.interpreter);
+        let mut command = Command::new(&spec.program);
         command
-            .arg(&spec.script)
+            .args(&spec.args)
             .current_dir(&spec.code_dir)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .env("KUBELESS_WORKER_SOCKET", &socket)
@@ -152,9 +172,16 @@ impl Worker {
         };
 
         let loaded = tokio::time::timeout(spec.load_timeout, async {
+            // Biased towards the connection: a worker that reports a load
+            // failure and exits at once has connected first, and its reason
+            // is worth more than its exit status.
             let stream = tokio::select! {
+                biased;
                 accepted = listener.accept() => accepted.map(|(s, _)| s).map_err(|e| format!("accept worker connection: {e}"))?,
-                status = child.wait() => return Err(exited_while_loading(status)),
+                status = child.wait() => match tokio::time::timeout(Duration::from_millis(200), listener.accept()).await {
+                    Ok(Ok((s, _))) => s,
+                    _ => return Err(exited_while_loading(status)),
+                },
             };
             drop(socket_guard);
             let mut stream = stream;
