@@ -133,18 +133,35 @@ fn java_functions_end_to_end() {
     let s = Server::start();
     let r = s.ok(&["get-server-config"]);
     let config = format!("{}{}", r.stdout, r.stderr);
-    assert!(config.contains("java17") && config.contains("java11"), "{config}");
+    assert!(
+        config.contains("java17") && config.contains("java11"),
+        "{config}"
+    );
 
     let f = s.file("Handlers.java", HANDLERS);
     deploy(&s, "hello", "java17", "Handlers.hello", &f, &[]);
     // Legacy Kubeless runtime ids resolve to the installed JDK.
     deploy(&s, "echo", "java11", "Handlers.echo", &f, &[]);
-    deploy(&s, "slow", "java17", "Handlers.slow", &f, &["--timeout", "1"]);
+    deploy(
+        &s,
+        "slow",
+        "java17",
+        "Handlers.slow",
+        &f,
+        &["--timeout", "1"],
+    );
     deploy(&s, "fail", "java1.8", "Handlers.fail", &f, &[]);
     deploy(&s, "created", "java17", "Handlers.created", &f, &[]);
     let upper = s.file("Upper.java", UPPER);
     let pom = s.file("pom.xml", POM);
-    deploy(&s, "upper", "java11", "Upper.shout", &upper, &["--dependencies", &pom]);
+    deploy(
+        &s,
+        "upper",
+        "java11",
+        "Upper.shout",
+        &upper,
+        &["--dependencies", &pom],
+    );
     let broken = s.file("Broken.java", BROKEN);
     deploy(&s, "broken", "java17", "Broken.run", &broken, &[]);
 
@@ -158,9 +175,14 @@ fn java_functions_end_to_end() {
     assert_eq!(v, serde_json::json!({"a": [1, 2]}));
     let log = s.wait_log("echo", "event-namespace=cli.kubeless.io");
     assert!(log.contains("event-type=application/json"), "{log}");
-    assert!(!log.contains("event-id=null") && !log.contains("event-time=null"), "{log}");
+    assert!(
+        !log.contains("event-id=null") && !log.contains("event-time=null"),
+        "{log}"
+    );
     s.ok(&["function", "call", "echo", "--data", "second"]);
-    let top = s.ok(&["function", "top", "--function", "echo", "-o", "json"]).stdout;
+    let top = s
+        .ok(&["function", "top", "--function", "echo", "-o", "json"])
+        .stdout;
     let top: serde_json::Value = serde_json::from_str(&top).expect("top json");
     let post = top
         .as_array()
@@ -193,7 +215,10 @@ fn java_functions_end_to_end() {
     let st = s.wait_phase("broken", "Failed", slow_build);
     let reason = st["reason"].as_str().unwrap_or("");
     assert!(reason.contains("compilation failed"), "{st}");
-    assert!(reason.contains("Broken.java:5") && reason.contains("incompatible types"), "{st}");
+    assert!(
+        reason.contains("Broken.java:5") && reason.contains("incompatible types"),
+        "{st}"
+    );
     let d = s.ok(&["function", "describe", "broken"]).stdout;
     assert!(d.contains("incompatible types"), "{d}");
 }
