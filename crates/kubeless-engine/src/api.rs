@@ -546,7 +546,9 @@ async fn function_log(
         match rx.recv().await {
             Ok(line) => Some((Ok(line), rx)),
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                let note = bytes::Bytes::from(format!("kubeless: {n} log lines skipped (reader too slow)\n"));
+                let note = bytes::Bytes::from(format!(
+                    "kubeless: {n} log lines skipped (reader too slow)\n"
+                ));
                 Some((Ok(note), rx))
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => None,

@@ -186,11 +186,7 @@ impl Store {
             meta.insert("generation".into(), json!(1));
             meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
             meta.remove("deletionTimestamp");
-            let bytes = serde_json::to_vec(&obj).map_err(|e| StoreError::Corrupt {
-                key: k.clone(),
-                source: e,
-            })?;
-            objects.insert(k.as_str(), bytes.as_slice()).map_err(db)?;
+            put(objects, &k, &obj)?;
             Ok(obj.clone())
         })
     }
@@ -245,11 +241,7 @@ impl Store {
             }
             meta.insert("resourceVersion".into(), json!(rv.to_string()));
             meta.insert("generation".into(), json!(generation));
-            let bytes = serde_json::to_vec(&obj).map_err(|e| StoreError::Corrupt {
-                key: k.clone(),
-                source: e,
-            })?;
-            objects.insert(k.as_str(), bytes.as_slice()).map_err(db)?;
+            put(objects, &k, &obj)?;
             Ok(obj.clone())
         })
     }
@@ -285,11 +277,7 @@ impl Store {
                 o.insert("status".into(), status.clone());
             }
             metadata_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
-            let bytes = serde_json::to_vec(&obj).map_err(|e| StoreError::Corrupt {
-                key: k.clone(),
-                source: e,
-            })?;
-            objects.insert(k.as_str(), bytes.as_slice()).map_err(db)?;
+            put(objects, &k, &obj)?;
             Ok(Some(obj))
         })
     }
@@ -341,6 +329,19 @@ fn open_err(path: &Path, e: impl Into<redb::Error>) -> StoreError {
         path: path.to_path_buf(),
         source: Box::new(e.into()),
     }
+}
+
+fn put(
+    objects: &mut redb::Table<'_, &'static str, &'static [u8]>,
+    key: &str,
+    obj: &Value,
+) -> Result<(), StoreError> {
+    let bytes = serde_json::to_vec(obj).map_err(|e| StoreError::Corrupt {
+        key: key.to_string(),
+        source: e,
+    })?;
+    objects.insert(key, bytes.as_slice()).map_err(db)?;
+    Ok(())
 }
 
 fn decode(key: &str, bytes: &[u8]) -> Result<Value, StoreError> {
