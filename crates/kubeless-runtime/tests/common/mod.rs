@@ -29,6 +29,20 @@ pub fn require_interpreter(program: &str) {
     );
 }
 
+/// Fails (never skips) when a compiler the tests need is missing.
+pub fn require_tool(program: &str, version_flag: &str) {
+    let ok = Command::new(program)
+        .arg(version_flag)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{program} must be installed to run the runtime host tests"
+    );
+}
+
 /// A fresh code directory with every fixture plus a `node_modules` package.
 pub fn code_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -122,6 +136,15 @@ impl<'a> Options<'a> {
         }
     }
 
+    pub fn runtime(language: &'a str, module: &'a str, handler: &'a str) -> Self {
+        Options {
+            language,
+            module,
+            handler,
+            env: Vec::new(),
+        }
+    }
+
     pub fn env(mut self, key: &'a str, value: impl Into<String>) -> Self {
         self.env.push((key, value.into()));
         self
@@ -130,12 +153,39 @@ impl<'a> Options<'a> {
 
 /// Spawns the host without waiting for it to become healthy.
 pub fn spawn(opts: Options<'_>) -> Host {
-    require_interpreter(if opts.language.starts_with("python") {
-        "python3"
+    let interpreter = ["python", "nodejs", "ruby", "php", "go", "java"]
+        .into_iter()
+        .find(|l| opts.language.starts_with(l))
+        .map(|l| match l {
+            "python" => "python3",
+            "nodejs" => "node",
+            "go" => "go",
+            other => other,
+        })
+        .expect("a known runtime");
+    if interpreter == "go" {
+        require_tool("go", "version");
+    } else if interpreter == "java" {
+        require_tool("javac", "-version");
     } else {
-        "node"
-    });
+        require_interpreter(interpreter);
+    }
     let dir = code_dir();
+    // Compiled languages are built the way the artifact cache builds them.
+    if interpreter == "go" || interpreter == "java" {
+        let out = Command::new(env!("CARGO_BIN_EXE_kubeless-runtime"))
+            .args(["compile", "--language", interpreter, "--dir"])
+            .arg(dir.path())
+            .args(["--module", opts.module, "--handler", opts.handler])
+            .output()
+            .expect("run kubeless-runtime compile");
+        assert!(
+            out.status.success(),
+            "compile failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let port = free_port();
     let mut command = Command::new(env!("CARGO_BIN_EXE_kubeless-runtime"));
     command
