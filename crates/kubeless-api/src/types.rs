@@ -256,6 +256,28 @@ pub struct TriggerStatus {
     pub message: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// Events the function answered with 2xx (since the server started).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub delivered: u64,
+    /// Deliveries retried after the function answered with an error.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub retried: u64,
+    /// Events written to the dead-letter topic or subject.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub dead_lettered: u64,
+    /// Events being delivered now.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub in_flight: u64,
+    /// Cron runs skipped because the previous run was still going.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub skipped: u64,
+    /// Cron runs that failed (error answer or function unavailable).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub failed: u64,
+}
+
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
 }
 
 pub type Function = Object<FunctionSpec, FunctionStatus>;

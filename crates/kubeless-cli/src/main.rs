@@ -62,6 +62,12 @@ enum Command {
         #[command(subcommand)]
         cmd: commands::trigger::TriggerCommand,
     },
+    /// manage message topics in Kafka
+    #[command(arg_required_else_help = true)]
+    Topic {
+        #[command(subcommand)]
+        cmd: commands::topic::TopicCommand,
+    },
     /// secret specific operations (embedded platform)
     #[command(arg_required_else_help = true)]
     Secret {
@@ -94,6 +100,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Function { cmd } => commands::function::run(&ctx, cmd),
         Command::Trigger { cmd } => commands::trigger::run(&ctx, cmd),
+        Command::Topic { cmd } => commands::topic::run(&ctx, cmd),
         Command::Secret { cmd } => commands::secret::run(&ctx, cmd),
         Command::Apply(a) => commands::apply::apply(&ctx, a),
         Command::Delete(a) => commands::apply::delete(&ctx, a),

@@ -58,6 +58,35 @@ pub struct ServerArgs {
     /// Seconds open connections get to finish on shutdown
     #[arg(long, default_value_t = 10)]
     shutdown_grace: u64,
+    /// HTTPS address for HTTP triggers with --tls-secret [default: no HTTPS]
+    #[arg(long, env = "KUBELESS_GATEWAY_TLS_ADDR")]
+    gateway_tls_addr: Option<SocketAddr>,
+    /// NATS server for NATS triggers
+    #[arg(
+        long,
+        env = "KUBELESS_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    nats_url: String,
+    /// Use core NATS subscriptions (at-most-once) instead of JetStream durable consumers
+    #[arg(long, env = "KUBELESS_NATS_CORE")]
+    nats_core: bool,
+    /// Kafka brokers (host:port,...) for Kafka triggers and `kubeless topic`
+    #[arg(long, env = "KUBELESS_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    kafka_brokers: String,
+    /// Retries of an event the function answered with an error, before it goes to the dead-letter topic/subject
+    #[arg(long, env = "KUBELESS_TRIGGER_RETRIES", default_value_t = 5)]
+    trigger_retries: u32,
+    /// First wait before a retry, in milliseconds (doubles on each retry)
+    #[arg(long, env = "KUBELESS_TRIGGER_BACKOFF_MS", default_value_t = 200)]
+    trigger_backoff_ms: u64,
+    /// Longest wait between retries, in milliseconds
+    #[arg(
+        long,
+        env = "KUBELESS_TRIGGER_MAX_BACKOFF_MS",
+        default_value_t = 30_000
+    )]
+    trigger_max_backoff_ms: u64,
 }
 
 fn which(name: &str) -> Option<String> {
@@ -115,6 +144,17 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         bwrap: which("bwrap").map(PathBuf::from),
         log_bytes: args.log_bytes,
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
+        gateway_tls_addr: args.gateway_tls_addr,
+        triggers: kubeless_engine::triggers::TriggerOptions {
+            nats_url: args.nats_url,
+            nats_jetstream: !args.nats_core,
+            kafka_brokers: args.kafka_brokers,
+            retry: kubeless_engine::triggers::RetryPolicy {
+                max_retries: args.trigger_retries,
+                initial_backoff: Duration::from_millis(args.trigger_backoff_ms),
+                max_backoff: Duration::from_millis(args.trigger_max_backoff_ms),
+            },
+        },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

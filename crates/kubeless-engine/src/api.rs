@@ -147,6 +147,7 @@ pub fn router(state: ApiState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(trigger_metrics))
         .merge(objects)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
@@ -186,7 +187,19 @@ async fn config(State(st): State<ApiState>) -> Json<Value> {
         "gateway": st.gateway_url,
         "home": st.ctx.home.to_string_lossy(),
         "memoryLimitsEnforced": st.ctx.instance.limits.enforced(),
+        "kafkaBrokers": st.ctx.triggers.kafka_brokers,
+        "natsUrl": st.ctx.triggers.nats_url,
     }))
+}
+
+/// The server's own metrics (per-trigger delivery counters), Prometheus
+/// text, without a token like `/healthz`.
+async fn trigger_metrics(State(st): State<ApiState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        st.ctx.triggers.stats.render(),
+    )
+        .into_response()
 }
 
 fn kubeless_kind(plural: &str) -> ApiResult<Kind> {

@@ -34,6 +34,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::triggers::http::HttpTriggerTable;
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type GatewayBody = BoxBody<Bytes, BoxError>;
 
@@ -71,7 +73,8 @@ impl Route {
         }
     }
 
-    fn pick(&self) -> Option<SocketAddr> {
+    /// The next instance, round robin.
+    pub fn pick(&self) -> Option<SocketAddr> {
         if self.instances.is_empty() {
             return None;
         }
@@ -141,23 +144,69 @@ fn plain(status: StatusCode, msg: impl Into<String>) -> Response<GatewayBody> {
 #[derive(Clone)]
 pub struct Gateway {
     routes: RouteTable,
+    triggers: HttpTriggerTable,
     client: Client<HttpConnector, Incoming>,
+}
+
+fn request_host(req: &Request<Incoming>) -> String {
+    let raw = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().host())
+        .unwrap_or("");
+    // Drop the port (and the brackets of an IPv6 literal).
+    let host = match raw.rsplit_once(':') {
+        Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => raw,
+    };
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase()
 }
 
 impl Gateway {
     pub fn new(routes: RouteTable) -> Gateway {
+        Gateway::with_triggers(routes, HttpTriggerTable::default())
+    }
+
+    /// A gateway that also serves the HTTP triggers in `triggers`.
+    pub fn with_triggers(routes: RouteTable, triggers: HttpTriggerTable) -> Gateway {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
             .build(connector);
-        Gateway { routes, client }
+        Gateway {
+            routes,
+            triggers,
+            client,
+        }
     }
 
-    /// Forward one request.
+    /// Forward one request: to the HTTP trigger that claims it, else to
+    /// `/<namespace>/<function>` (see [`crate::triggers::http`] for the order).
     pub async fn handle(&self, req: Request<Incoming>) -> Response<GatewayBody> {
         let path = req.uri().path().to_string();
+        let table = self.triggers.load();
+        if !table.is_empty() {
+            let host = request_host(&req);
+            let mut hit = table.find(&host, &path, true);
+            if hit.is_none() {
+                let function_path = split_path(&path)
+                    .is_some_and(|(ns, name, _)| self.routes.get(ns, name).is_some());
+                if !function_path {
+                    hit = table.find(&host, &path, false);
+                }
+            }
+            drop(table);
+            if let Some(t) = hit {
+                return self.handle_trigger(req, &t).await;
+            }
+        } else {
+            drop(table);
+        }
         let Some((ns, name, sub)) = split_path(&path) else {
             return plain(
                 StatusCode::NOT_FOUND,
@@ -195,6 +244,96 @@ impl Gateway {
             Some(q) => format!("{sub}?{q}"),
             None => sub.to_string(),
         };
+        self.forward(req, ns, name, &route, addr, pq).await
+    }
+
+    /// Serve a request an HTTP trigger claimed: basic auth, CORS, then
+    /// forward with the path rewritten to `/`.
+    async fn handle_trigger(
+        &self,
+        req: Request<Incoming>,
+        t: &crate::triggers::http::HttpRoute,
+    ) -> Response<GatewayBody> {
+        let origin = req.headers().get(header::ORIGIN).cloned();
+        if t.cors
+            && req.method() == http::Method::OPTIONS
+            && req
+                .headers()
+                .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+        {
+            let mut r = plain(StatusCode::NO_CONTENT, "");
+            *r.body_mut() = Full::new(Bytes::new())
+                .map_err(|never| match never {})
+                .boxed();
+            add_cors(&mut r, origin.as_ref(), Some(&req));
+            return r;
+        }
+        if let Some(auth) = &t.auth {
+            let given = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            if !auth.check(given).await {
+                let mut r = plain(StatusCode::UNAUTHORIZED, "authentication required");
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"Authentication Required\""),
+                );
+                if t.cors {
+                    add_cors(&mut r, origin.as_ref(), None);
+                }
+                return r;
+            }
+        }
+        let (ns, name) = (t.namespace.as_str(), t.function.as_str());
+        let Some(route) = self.routes.get(ns, name) else {
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("function {ns}/{name} is not running"),
+            );
+        };
+        let Some(addr) = route.pick() else {
+            let why = route.unavailable.as_deref().unwrap_or("it is starting");
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("function {ns}/{name} has no ready instance: {why}"),
+            );
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > route.body_limit) {
+            return plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "request body is larger than the function's limit of {} bytes",
+                    route.body_limit
+                ),
+            );
+        }
+        // As nginx's `rewrite-target: /`: the function is called at `/`.
+        let pq = match req.uri().query() {
+            Some(q) => format!("/?{q}"),
+            None => "/".to_string(),
+        };
+        let mut r = self.forward(req, ns, name, &route, addr, pq).await;
+        if t.cors {
+            add_cors(&mut r, origin.as_ref(), None);
+        }
+        r
+    }
+
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        ns: &str,
+        name: &str,
+        route: &Route,
+        addr: SocketAddr,
+        pq: String,
+    ) -> Response<GatewayBody> {
         let (mut parts, body) = req.into_parts();
         parts.uri = match Uri::builder()
             .scheme("http")
@@ -222,6 +361,43 @@ impl Gateway {
                 ),
             ),
         }
+    }
+}
+
+/// CORS headers as nginx ingress's `enable-cors` sends them; a preflight
+/// also gets the allowed methods and headers.
+fn add_cors(
+    r: &mut Response<GatewayBody>,
+    origin: Option<&HeaderValue>,
+    preflight: Option<&Request<Incoming>>,
+) {
+    let h = r.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        origin.cloned().unwrap_or(HeaderValue::from_static("*")),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        HeaderValue::from_static("true"),
+    );
+    h.append(header::VARY, HeaderValue::from_static("Origin"));
+    if let Some(req) = preflight {
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, PUT, POST, DELETE, PATCH, OPTIONS"),
+        );
+        let allow = req
+            .headers()
+            .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+            .cloned()
+            .unwrap_or(HeaderValue::from_static(
+                "DNT,X-CustomHeader,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Authorization",
+            ));
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, allow);
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("1728000"),
+        );
     }
 }
 

@@ -8,7 +8,10 @@
 //! - [`artifact`]: code decoded and dependencies installed once per checksum;
 //! - [`instance`]: a supervised `kubeless-runtime` process, with
 //!   [`limits`] (memory cgroups) and [`secrets`] (secret files);
-//! - [`gateway`]: routes `/<namespace>/<function>` to ready instances;
+//! - [`gateway`]: routes `/<namespace>/<function>` and HTTP triggers to
+//!   ready instances;
+//! - [`triggers`]: HTTP trigger routes, the cron scheduler and the NATS and
+//!   Kafka consumers (from `kubeless-events`), with per-trigger counters;
 //! - [`logs`]: bounded per-function logs with follow.
 
 pub mod api;
@@ -22,6 +25,7 @@ pub mod reconcile;
 pub mod secrets;
 pub mod server;
 pub mod store;
+pub mod triggers;
 
 use std::path::PathBuf;
 
@@ -39,6 +43,7 @@ pub struct Ctx {
     pub catalogue: Catalogue,
     pub settings: Settings,
     pub instance: instance::InstanceCtx,
+    pub triggers: triggers::TriggerShared,
 }
 
 /// Why the server could not start or stopped with an error.

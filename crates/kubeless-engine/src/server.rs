@@ -1,6 +1,7 @@
-//! `kubeless server`: validate the options, then open the store, bind both
-//! listeners, write the client config, and run the API, the gateway and the
-//! reconciler until shutdown.
+//! `kubeless server`: validate the options, then open the store, bind the
+//! listeners, write the client config, and run the API, the gateway (and
+//! its HTTPS listener for TLS triggers), the reconciler and the trigger
+//! supervisor until shutdown.
 //!
 //! Shutdown is bounded: on cancellation the listeners stop accepting, open
 //! API and gateway connections drain for at most `shutdown_grace`, and every
@@ -19,7 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::artifact::{ArtifactCache, Tools};
 use crate::instance::InstanceCtx;
-use crate::{Ctx, EngineError, api, gateway, instance, limits, logs, reconcile, secrets, store};
+use crate::{
+    Ctx, EngineError, api, gateway, instance, limits, logs, reconcile, secrets, store, triggers,
+};
 
 /// Everything `kubeless server` needs, validated before any side effect.
 #[derive(Debug, Clone)]
@@ -42,15 +45,23 @@ pub struct ServerOptions {
     pub bwrap: Option<PathBuf>,
     pub log_bytes: usize,
     pub shutdown_grace: Duration,
+    /// HTTPS listener for HTTP triggers with a TLS secret; none when unset.
+    pub gateway_tls_addr: Option<SocketAddr>,
+    /// Brokers, retries and backoff of the event triggers.
+    pub triggers: triggers::TriggerOptions,
 }
 
 impl ServerOptions {
     /// Check the options; returns the languages that can run here.
     pub fn validate(&self) -> Result<Vec<Language>, EngineError> {
         for (what, addr) in [
-            ("--api-addr", self.api_addr),
-            ("--gateway-addr", self.gateway_addr),
-        ] {
+            ("--api-addr", Some(self.api_addr)),
+            ("--gateway-addr", Some(self.gateway_addr)),
+            ("--gateway-tls-addr", self.gateway_tls_addr),
+        ]
+        .into_iter()
+        .filter_map(|(w, a)| a.map(|a| (w, a)))
+        {
             if !addr.ip().is_loopback() && !self.allow_remote {
                 return Err(EngineError::Config(format!(
                     "{what} {addr} is not a loopback address; the server only listens on this machine unless --allow-remote is given"
@@ -62,6 +73,7 @@ impl ServerOptions {
                 "--api-addr and --gateway-addr must differ".into(),
             ));
         }
+        self.triggers.validate().map_err(EngineError::Config)?;
         if !self.runtime_bin.is_file() {
             return Err(EngineError::Config(format!(
                 "the runtime host {} does not exist; build it with 'cargo build --release' or set KUBELESS_RUNTIME_BIN",
@@ -167,11 +179,37 @@ pub async fn serve(opts: ServerOptions, shutdown: CancellationToken) -> Result<(
             flag: "--gateway-addr",
             source,
         })?;
+    let tls_listener = match opts.gateway_tls_addr {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| EngineError::Bind {
+                    addr,
+                    flag: "--gateway-tls-addr",
+                    source,
+                })?,
+        ),
+        None => None,
+    };
     let api_addr = api_listener.local_addr().map_err(EngineError::Serve)?;
     let gw_addr = gw_listener.local_addr().map_err(EngineError::Serve)?;
     let gateway_url = format!("http://{gw_addr}");
     let api_url = format!("http://{api_addr}");
-    write_client_config(&opts.home, &api_url, &token, &gateway_url).await?;
+    let gateway_tls_url = match &tls_listener {
+        Some(l) => Some(format!(
+            "https://{}",
+            l.local_addr().map_err(EngineError::Serve)?
+        )),
+        None => None,
+    };
+    write_client_config(
+        &opts.home,
+        &api_url,
+        &token,
+        &gateway_url,
+        gateway_tls_url.as_deref(),
+    )
+    .await?;
 
     let limits = limits::MemoryLimits::detect().await;
     if !limits.enforced() {
@@ -214,6 +252,11 @@ pub async fn serve(opts: ServerOptions, shutdown: CancellationToken) -> Result<(
             limits,
             bwrap: opts.bwrap.clone(),
         },
+        triggers: triggers::TriggerShared {
+            kafka_brokers: opts.triggers.kafka_brokers.clone(),
+            nats_url: opts.triggers.nats_url.clone(),
+            ..Default::default()
+        },
     });
     let state = api::ApiState {
         ctx: ctx.clone(),
@@ -243,14 +286,26 @@ pub async fn serve(opts: ServerOptions, shutdown: CancellationToken) -> Result<(
             _ = bound => Ok(()),
         }
     };
-    let gw = gateway::serve(
-        gw_listener,
-        gateway::Gateway::new(ctx.routes.clone()),
-        shutdown.clone(),
-        grace,
-    );
+    let gateway = gateway::Gateway::with_triggers(ctx.routes.clone(), ctx.triggers.http.clone());
+    let gw = gateway::serve(gw_listener, gateway.clone(), shutdown.clone(), grace);
+    let https = async {
+        let Some(listener) = tls_listener else {
+            return Ok::<(), EngineError>(());
+        };
+        let config = triggers::tls::server_config(&ctx.triggers.http)
+            .map_err(|e| EngineError::Config(format!("TLS setup: {e}")))?;
+        triggers::tls::serve(listener, config, gateway, shutdown.clone(), grace).await;
+        Ok(())
+    };
     let rec = reconcile::run(ctx.clone(), shutdown.clone());
-    let (api_result, (), ()) = tokio::join!(api, gw, rec);
+    let trig = triggers::run(
+        ctx.clone(),
+        opts.triggers.clone(),
+        gateway_tls_url.is_some(),
+        shutdown.clone(),
+    );
+    let (api_result, (), (), (), https_result) = tokio::join!(api, gw, rec, trig, https);
+    https_result?;
     tracing::info!("kubeless server stopped");
     api_result
 }
@@ -308,8 +363,12 @@ async fn write_client_config(
     server: &str,
     token: &str,
     gateway: &str,
+    gateway_tls: Option<&str>,
 ) -> Result<(), EngineError> {
-    let body = serde_json::json!({"server": server, "token": token, "gateway": gateway});
+    let mut body = serde_json::json!({"server": server, "token": token, "gateway": gateway});
+    if let Some(url) = gateway_tls {
+        body["gatewayTls"] = serde_json::json!(url);
+    }
     let bytes = serde_json::to_vec_pretty(&body).map_err(|e| EngineError::Config(e.to_string()))?;
     let path = home.join("config.json");
     tokio::task::spawn_blocking(move || write_private(&path, &bytes))

@@ -133,6 +133,10 @@ pub struct ServerConfig {
     pub gateway: String,
     #[serde(default)]
     pub home: String,
+    #[serde(default, rename = "kafkaBrokers")]
+    pub kafka_brokers: String,
+    #[serde(default, rename = "natsUrl")]
+    pub nats_url: String,
 }
 
 /// A call of a function (`kubeless function call`).

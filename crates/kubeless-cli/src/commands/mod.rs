@@ -6,6 +6,7 @@ pub mod completion;
 pub mod function;
 pub mod secret;
 pub mod server_config;
+pub mod topic;
 pub mod trigger;
 
 use std::sync::Arc;

@@ -85,12 +85,69 @@ pub struct TriggerName {
     namespace: Option<String>,
 }
 
-/// Namespace only.
+/// Namespace and output format of `list`.
 #[derive(Debug, Args)]
 pub struct ListFlags {
     /// Specify namespace for the trigger
     #[arg(short = 'n', long)]
     namespace: Option<String>,
+    /// Output format: `wide` adds the trigger's state and delivery counters
+    #[arg(short = 'o', long)]
+    output: Option<String>,
+}
+
+impl ListFlags {
+    fn wide(&self) -> anyhow::Result<bool> {
+        match self.output.as_deref() {
+            None | Some("") => Ok(false),
+            Some("wide") => Ok(true),
+            Some(o) => bail!("Wrong output format {o:?}: only wide is supported for trigger lists"),
+        }
+    }
+}
+
+/// The columns `-o wide` adds: state, counters, message.
+const WIDE_HEADER: [&str; 7] = [
+    "STATE",
+    "DELIVERED",
+    "RETRIED",
+    "DEAD-LETTERED",
+    "IN-FLIGHT",
+    "SKIPPED",
+    "MESSAGE",
+];
+
+fn wide_cells(status: &Option<TriggerStatus>) -> [String; 7] {
+    let s = status.clone().unwrap_or_default();
+    [
+        if s.state.is_empty() {
+            "Pending".to_string()
+        } else {
+            s.state
+        },
+        s.delivered.to_string(),
+        s.retried.to_string(),
+        s.dead_lettered.to_string(),
+        s.in_flight.to_string(),
+        s.skipped.to_string(),
+        s.message,
+    ]
+}
+
+fn with_wide(wide: bool, cells: Vec<String>, status: &Option<TriggerStatus>) -> Vec<String> {
+    let mut cells = cells;
+    if wide {
+        cells.extend(wide_cells(status));
+    }
+    cells
+}
+
+fn header(wide: bool, cells: &[&str]) -> Vec<String> {
+    let mut h: Vec<String> = cells.iter().map(|c| c.to_string()).collect();
+    if wide {
+        h.extend(WIDE_HEADER.iter().map(|c| c.to_string()));
+    }
+    h
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,6 +268,21 @@ pub enum TopicCommand {
     /// list all triggers deployed to Kubeless
     #[command(visible_alias = "ls")]
     List(ListFlags),
+    /// Publish a message to a NATS subject (nats only; for Kafka use 'kubeless topic publish')
+    Publish(PublishFlags),
+}
+
+#[derive(Debug, Args)]
+pub struct PublishFlags {
+    /// NATS server URL [default: the server's --nats-url]
+    #[arg(long)]
+    url: Option<String>,
+    /// Subject to publish to
+    #[arg(long, default_value = "kubeless")]
+    topic: String,
+    /// Message to publish
+    #[arg(long)]
+    message: String,
 }
 
 #[derive(Debug, Args)]
@@ -404,15 +476,20 @@ fn http(ctx: &Context, cmd: HttpCommand) -> anyhow::Result<()> {
         HttpCommand::Delete(a) => delete(ctx, Kind::HTTPTrigger, a),
         HttpCommand::List(a) => {
             let ns = namespace(&a.namespace);
+            let wide = a.wide()?;
             let items: Vec<HttpTrigger> = list_as(ctx.backend()?.as_ref(), Kind::HTTPTrigger, &ns)?;
-            let mut t = Table::new(50);
-            t.row(["NAME", "NAMESPACE", "FUNCTION NAME"]);
+            let mut t = Table::new(if wide { 120 } else { 50 });
+            t.row(header(wide, &["NAME", "NAMESPACE", "FUNCTION NAME"]));
             for i in &items {
-                t.row([
-                    i.metadata.name.as_str(),
-                    i.metadata.namespace.as_str(),
-                    i.spec.function_name.as_str(),
-                ]);
+                t.row(with_wide(
+                    wide,
+                    vec![
+                        i.metadata.name.clone(),
+                        i.metadata.namespace.clone(),
+                        i.spec.function_name.clone(),
+                    ],
+                    &i.status,
+                ));
             }
             t.print();
             Ok(())
@@ -509,17 +586,25 @@ fn cron(ctx: &Context, cmd: CronCommand) -> anyhow::Result<()> {
         CronCommand::Delete(a) => delete(ctx, Kind::CronJobTrigger, a),
         CronCommand::List(a) => {
             let ns = namespace(&a.namespace);
+            let wide = a.wide()?;
             let items: Vec<CronJobTrigger> =
                 list_as(ctx.backend()?.as_ref(), Kind::CronJobTrigger, &ns)?;
-            let mut t = Table::new(50);
-            t.row(["NAME", "NAMESPACE", "SCHEDULE", "FUNCTION NAME"]);
+            let mut t = Table::new(if wide { 120 } else { 50 });
+            t.row(header(
+                wide,
+                &["NAME", "NAMESPACE", "SCHEDULE", "FUNCTION NAME"],
+            ));
             for i in &items {
-                t.row([
-                    i.metadata.name.as_str(),
-                    i.metadata.namespace.as_str(),
-                    i.spec.schedule.as_str(),
-                    i.spec.function_name.as_str(),
-                ]);
+                t.row(with_wide(
+                    wide,
+                    vec![
+                        i.metadata.name.clone(),
+                        i.metadata.namespace.clone(),
+                        i.spec.schedule.clone(),
+                        i.spec.function_name.clone(),
+                    ],
+                    &i.status,
+                ));
             }
             t.print();
             Ok(())
@@ -577,18 +662,62 @@ fn topic(ctx: &Context, cmd: TopicCommand, kind: Kind, label: &str) -> anyhow::R
             write(b.as_ref(), &a.write, kind, &t, false, label)
         }
         TopicCommand::Delete(a) => delete(ctx, kind, a),
+        TopicCommand::Publish(a) => {
+            if kind != Kind::NATSTrigger {
+                bail!(
+                    "publish is for NATS triggers; publish to Kafka with 'kubeless topic publish --topic {} --data ...'",
+                    a.topic
+                );
+            }
+            let url = match a.url.filter(|u| !u.is_empty()) {
+                Some(u) => u,
+                None => ctx.backend()?.server_config()?.nats_url,
+            };
+            if url.is_empty() {
+                bail!("required flag(s) \"url\" not set");
+            }
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let client = tokio::time::timeout(
+                    std::time::Duration::from_secs(10),
+                    async_nats::connect(url.as_str()),
+                )
+                .await
+                .map_err(|_| anyhow!("could not reach the NATS server at {url} within 10 s"))?
+                .map_err(|e| anyhow!("connect to the NATS server at {url}: {e}"))?;
+                kubeless_events::nats::publish(
+                    &client,
+                    &a.topic,
+                    a.message.clone().into_bytes().into(),
+                )
+                .await?;
+                anyhow::Ok(())
+            })?;
+            log::info(format!("Published [{}] : '{}'", a.topic, a.message));
+            Ok(())
+        }
         TopicCommand::List(a) => {
             let ns = namespace(&a.namespace);
+            let wide = a.wide()?;
             let items: Vec<TopicTrigger> = list_as(ctx.backend()?.as_ref(), kind, &ns)?;
-            let mut t = Table::new(50);
-            t.row(["NAME", "NAMESPACE", "TOPIC", "FUNCTION SELECTOR"]);
+            let mut t = Table::new(if wide { 120 } else { 50 });
+            t.row(header(
+                wide,
+                &["NAME", "NAMESPACE", "TOPIC", "FUNCTION SELECTOR"],
+            ));
             for i in &items {
-                t.row([
-                    i.metadata.name.clone(),
-                    i.metadata.namespace.clone(),
-                    i.spec.topic.clone(),
-                    format_selector(&i.spec.function_selector),
-                ]);
+                t.row(with_wide(
+                    wide,
+                    vec![
+                        i.metadata.name.clone(),
+                        i.metadata.namespace.clone(),
+                        i.spec.topic.clone(),
+                        format_selector(&i.spec.function_selector),
+                    ],
+                    &i.status,
+                ));
             }
             t.print();
             Ok(())

@@ -41,16 +41,24 @@ pub struct Server {
     pub home: tempfile::TempDir,
     child: Option<Child>,
     log: PathBuf,
+    /// Flags added to `kubeless server` (kept across restarts).
+    extra: Vec<String>,
 }
 
 impl Server {
     pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// Start with extra `kubeless server` flags.
+    pub fn start_with(extra: &[&str]) -> Server {
         let home = tempfile::tempdir().expect("temp KUBELESS_HOME");
         let log = home.path().join("server.log");
         let mut s = Server {
             home,
             child: None,
             log,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         };
         s.spawn();
         s
@@ -71,6 +79,7 @@ impl Server {
                 "--gateway-addr",
                 "127.0.0.1:0",
             ])
+            .args(&self.extra)
             .env("KUBELESS_HOME", self.home.path())
             .env_remove("KUBELESS_SERVER")
             .env_remove("KUBELESS_TOKEN")
