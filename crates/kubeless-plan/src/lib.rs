@@ -11,9 +11,11 @@
 //! - [`catalogue`]: the runtimes this build can run and how.
 //! - [`quantity`]: Kubernetes resource quantities (`128Mi`, `1G`).
 //! - [`expand`]: `$(VAR)` expansion, the same rule Kubernetes applies to env.
+//! - [`images`]: the Kubernetes runtime images (`runtime-images` format).
 
 pub mod catalogue;
 pub mod expand;
+pub mod images;
 pub mod quantity;
 
 use std::collections::BTreeMap;

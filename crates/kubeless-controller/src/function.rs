@@ -1,0 +1,239 @@
+//! The Function reconciler.
+//!
+//! Flow (idempotent; every step is safe to repeat):
+//! 1. The `kubeless.io/function` finalizer is added before anything is
+//!    created, so a deletion always passes through [`cleanup`].
+//! 2. [`render`](crate::render::function_objects) the plan into ConfigMap,
+//!    Service, Deployment and optional HPA. A Function that cannot be
+//!    rendered (bad handler, unknown runtime, bad checksum) gets a
+//!    `Ready=False` condition and waits for a change: no retry loop.
+//! 3. Each object is [`ensure`]d; an object of ours is updated in place
+//!    (server-side apply), a foreign one is never touched and is reported
+//!    as a `Conflict` condition (retried every 30 s, so deleting the
+//!    foreign object unblocks the function).
+//! 4. The status mirrors the Deployment (ready/desired replicas), with
+//!    `observedGeneration`.
+//!
+//! Errors talking to the API server are returned; the error policy
+//! requeues with exponential backoff per object.
+//!
+//! Cleanup deletes the children we created (owner references also let
+//! kube-controller-manager's garbage collector remove them), the build
+//! Jobs, and the HTTP and cron triggers naming the function, then the
+//! finalizer is removed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::api::{DeleteParams, ListParams, PropagationPolicy};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event, finalizer};
+use kube::{Api, ResourceExt};
+use kubeless_api::{FunctionPhase, FunctionStatus};
+
+use crate::apply::{delete_ours, ensure};
+use crate::resources::{CronJobTrigger, Function, HttpTrigger, to_api};
+use crate::{Context, Error, render, status};
+
+/// Finalizer of Functions.
+pub const FINALIZER: &str = "kubeless.io/function";
+
+/// Reconcile one Function.
+pub async fn reconcile(f: Arc<Function>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = f.namespace().unwrap_or_default();
+    let api: Api<Function> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, FINALIZER, f, |event| async {
+        match event {
+            Event::Apply(f) => apply(&f, &ctx).await,
+            Event::Cleanup(f) => cleanup(&f, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+async fn apply(f: &Function, ctx: &Context) -> Result<Action, Error> {
+    let name = f.name_any();
+    let ns = f.namespace().unwrap_or_default();
+    let generation = f.metadata.generation.unwrap_or_default();
+    let api: Api<Function> = Api::namespaced(ctx.client.clone(), &ns);
+    let settings = ctx.settings();
+    let current = f.status.clone();
+    let previous = current.clone().unwrap_or_default().conditions;
+    let fail = |reason: &str, message: String| FunctionStatus {
+        phase: FunctionPhase::Failed,
+        reason: reason.to_string(),
+        message: message.clone(),
+        observed_generation: generation,
+        conditions: vec![status::ready(
+            &previous, false, reason, &message, generation,
+        )],
+        ..current.clone().unwrap_or_default()
+    };
+
+    let plain: kubeless_api::Function = to_api(f).map_err(|e| Error::Decode(e.to_string()))?;
+    let objects = match render::function_objects(&plain, &settings) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::info!(function = %name, namespace = %ns, error = %e, "function cannot be rendered");
+            status::patch(
+                &api,
+                &name,
+                current.as_ref(),
+                &fail("InvalidFunction", e.to_string()),
+            )
+            .await?;
+            return Ok(Action::await_change());
+        }
+    };
+
+    let client = ctx.client.clone();
+    let conflict = async {
+        if let Err(c) = ensure(
+            &Api::<ConfigMap>::namespaced(client.clone(), &ns),
+            &objects.config_map,
+        )
+        .await?
+        {
+            return Ok::<_, Error>(Some(c));
+        }
+        if let Err(c) = ensure(
+            &Api::<Service>::namespaced(client.clone(), &ns),
+            &objects.service,
+        )
+        .await?
+        {
+            return Ok(Some(c));
+        }
+        if let Err(c) = ensure(
+            &Api::<Deployment>::namespaced(client.clone(), &ns),
+            &objects.deployment,
+        )
+        .await?
+        {
+            return Ok(Some(c));
+        }
+        let hpas = Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), &ns);
+        match &objects.hpa {
+            Some(h) => {
+                if let Err(c) = ensure(&hpas, h).await? {
+                    return Ok(Some(c));
+                }
+            }
+            None => delete_ours(&hpas, &name).await?,
+        }
+        Ok(None)
+    }
+    .await?;
+    if let Some(c) = conflict {
+        status::patch(
+            &api,
+            &name,
+            current.as_ref(),
+            &fail("Conflict", c.message()),
+        )
+        .await?;
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    }
+
+    let dep = Api::<Deployment>::namespaced(client, &ns)
+        .get_opt(&name)
+        .await
+        .map_err(Error::kube("read", &name))?;
+    let ds = dep.and_then(|d| d.status).unwrap_or_default();
+    let desired = ds.replicas.unwrap_or_default();
+    let ready = ds.ready_replicas.unwrap_or_default();
+    let is_ready = ready > 0 && ready >= desired;
+    let (phase, reason, message) = if is_ready {
+        (
+            FunctionPhase::Ready,
+            "Deployed",
+            format!("{ready}/{desired} replicas ready"),
+        )
+    } else {
+        (
+            FunctionPhase::Starting,
+            "NotReady",
+            format!("{ready}/{desired} replicas ready"),
+        )
+    };
+    let mut message = message;
+    if !objects.warnings.is_empty() {
+        message = format!("{message}; {}", objects.warnings.join("; "));
+    }
+    let new = FunctionStatus {
+        phase,
+        replicas: desired,
+        ready_replicas: ready,
+        reason: reason.to_string(),
+        message: message.clone(),
+        observed_generation: generation,
+        conditions: vec![status::ready(
+            &previous, is_ready, reason, &message, generation,
+        )],
+        image: String::new(),
+    };
+    status::patch(&api, &name, current.as_ref(), &new).await?;
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+async fn cleanup(f: &Function, ctx: &Context) -> Result<Action, Error> {
+    let name = f.name_any();
+    let ns = f.namespace().unwrap_or_default();
+    let c = ctx.client.clone();
+    delete_ours(&Api::<Deployment>::namespaced(c.clone(), &ns), &name).await?;
+    delete_ours(&Api::<Service>::namespaced(c.clone(), &ns), &name).await?;
+    delete_ours(&Api::<ConfigMap>::namespaced(c.clone(), &ns), &name).await?;
+    delete_ours(
+        &Api::<HorizontalPodAutoscaler>::namespaced(c.clone(), &ns),
+        &name,
+    )
+    .await?;
+    let jobs = Api::<Job>::namespaced(c.clone(), &ns);
+    let lp = ListParams::default().labels(&format!("created-by=kubeless,function={name}"));
+    let dp = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..DeleteParams::default()
+    };
+    jobs.delete_collection(&dp, &lp)
+        .await
+        .map_err(Error::kube("delete jobs of", &name))?;
+    // Triggers naming the function go with it.
+    let http = Api::<HttpTrigger>::namespaced(c.clone(), &ns);
+    for t in http
+        .list(&ListParams::default())
+        .await
+        .map_err(Error::kube("list HTTP triggers for", &name))?
+    {
+        if t.spec.function_name == name {
+            delete_trigger(&http, &t.name_any()).await?;
+        }
+    }
+    let cron = Api::<CronJobTrigger>::namespaced(c, &ns);
+    for t in cron
+        .list(&ListParams::default())
+        .await
+        .map_err(Error::kube("list cron triggers for", &name))?
+    {
+        if t.spec.function_name == name {
+            delete_trigger(&cron, &t.name_any()).await?;
+        }
+    }
+    tracing::info!(function = %name, namespace = %ns, "function deleted");
+    Ok(Action::await_change())
+}
+
+async fn delete_trigger<K>(api: &Api<K>, name: &str) -> Result<(), Error>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(Error::kube("delete trigger", name)(e)),
+    }
+}

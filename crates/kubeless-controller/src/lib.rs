@@ -1,0 +1,352 @@
+//! Kubernetes mode: `kubeless controller-manager`.
+//!
+//! Reconciles the `kubeless.io/v1beta1` objects into Kubernetes objects
+//! with kube-rs, in one process with leader election:
+//!
+//! - [`resources`]: the Kubeless kinds as kube-rs resources (the spec and
+//!   status types are `kubeless-api`'s).
+//! - [`settings`]: the `kubeless-config` ConfigMap, parsed and validated;
+//!   watched, so a change applies without a restart.
+//! - [`render`]: pure rendering of a function's plan (`kubeless-plan`) into
+//!   ConfigMap/Service/Deployment/HPA, of HTTP triggers into Ingresses and
+//!   of cron triggers into CronJobs. Golden-tested.
+//! - [`apply`]: writes rendered objects (server-side apply), never over an
+//!   object Kubeless did not create.
+//! - [`function`], [`triggers`]: the reconcilers (idempotent, return an
+//!   `Action`; retry policy is [`error_policy`], exponential per object).
+//! - [`lease`]: leader election on a `coordination.k8s.io/v1` Lease.
+//!
+//! [`run`] ties them together under one cancellation token: shutdown stops
+//! the controllers (in-flight reconciles finish), releases the lease and
+//! returns, bounded by the caller's grace period.
+//!
+//! Kafka and NATS triggers are not consumed in Kubernetes mode yet (see
+//! docs/kubernetes.md); their objects are accepted and stored.
+
+pub mod apply;
+pub mod function;
+pub mod lease;
+pub mod render;
+pub mod resources;
+pub mod settings;
+mod status;
+pub mod triggers;
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::resources::{CronJobTrigger, Function, HttpTrigger};
+pub use crate::settings::Settings;
+
+/// What can go wrong while reconciling.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request to the API server failed.
+    #[error("{action} {name}")]
+    Kube {
+        action: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("finalizer")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("decode object: {0}")]
+    Decode(String),
+    #[error("kubeless-config is invalid")]
+    Settings(#[source] settings::SettingsError),
+}
+
+impl Error {
+    /// `map_err` helper naming the action and object.
+    pub fn kube(action: &'static str, name: &str) -> impl FnOnce(kube::Error) -> Error {
+        let name = name.to_string();
+        move |source| Error::Kube {
+            action,
+            name,
+            source,
+        }
+    }
+}
+
+/// Shared by every reconcile.
+pub struct Context {
+    pub client: Client,
+    settings: watch::Receiver<Arc<Settings>>,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// The current settings (the last valid `kubeless-config`).
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings.borrow().clone()
+    }
+
+    fn key<K: Resource<DynamicType = ()>>(o: &K) -> String {
+        format!(
+            "{}/{}/{}",
+            K::kind(&()),
+            o.namespace().unwrap_or_default(),
+            o.name_any()
+        )
+    }
+}
+
+/// Retry policy: exponential per object (1 s, 2 s, 4 s ... 5 min), reset by
+/// a successful reconcile.
+pub fn error_policy<K: Resource<DynamicType = ()>>(
+    o: Arc<K>,
+    e: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let key = Context::key(o.as_ref());
+    let n = {
+        let mut f = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = f.entry(key.clone()).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    let delay =
+        Duration::from_secs(1u64 << n.min(9).saturating_sub(1)).min(Duration::from_secs(300));
+    tracing::warn!(object = %key, error = %error_chain(e), retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// An error and its causes on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+async fn tracked<K, F, Fut>(o: Arc<K>, ctx: Arc<Context>, f: F) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = ()>,
+    F: FnOnce(Arc<K>, Arc<Context>) -> Fut,
+    Fut: Future<Output = Result<Action, Error>>,
+{
+    let key = Context::key(o.as_ref());
+    let r = f(o, ctx.clone()).await;
+    if r.is_ok() {
+        ctx.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+    }
+    r
+}
+
+/// How controller-manager runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where `kubeless-config` and the lease live.
+    pub namespace: String,
+    pub config_map: String,
+    /// `None` = no leader election (a single replica).
+    pub leader_election: Option<lease::Timing>,
+    pub identity: String,
+}
+
+/// Name of the leader-election Lease.
+pub const LEASE_NAME: &str = "kubeless-controller-manager";
+
+fn parse_config(cm: &ConfigMap) -> Result<Settings, Error> {
+    Settings::from_config_map(&cm.data.clone().unwrap_or_default()).map_err(Error::Settings)
+}
+
+/// Read `kubeless-config` once: the controller refuses to start on an
+/// invalid one; a missing one means the defaults.
+pub async fn load_settings(client: &Client, opts: &Options) -> Result<Settings, Error> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &opts.namespace);
+    match api
+        .get_opt(&opts.config_map)
+        .await
+        .map_err(Error::kube("read", &opts.config_map))?
+    {
+        Some(cm) => parse_config(&cm),
+        None => {
+            tracing::warn!(configmap = %opts.config_map, namespace = %opts.namespace, "configmap not found; using the defaults");
+            Ok(Settings::default())
+        }
+    }
+}
+
+/// Run controller-manager until `shutdown` is cancelled (returns `Ok`) or
+/// leadership is lost (returns `Err`-free but early: the caller exits).
+pub async fn run(client: Client, opts: Options, shutdown: CancellationToken) -> Result<(), Error> {
+    let initial = load_settings(&client, &opts).await?;
+    let elector = opts.leader_election.map(|t| {
+        lease::Elector::new(
+            client.clone(),
+            &opts.namespace,
+            LEASE_NAME,
+            &opts.identity,
+            t,
+        )
+    });
+    if let Some(e) = &elector
+        && !e.acquire(&shutdown).await
+    {
+        return Ok(());
+    }
+    let (tx, rx) = watch::channel(Arc::new(initial));
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        settings: rx.clone(),
+        failures: Mutex::new(HashMap::new()),
+    });
+    let work = CancellationToken::new();
+    let hold = async {
+        match &elector {
+            Some(e) => e.hold(&shutdown).await,
+            None => shutdown.cancelled().await,
+        }
+    };
+    tokio::select! {
+        _ = controllers(ctx.clone(), rx, work.clone()) => {}
+        _ = watch_config(client.clone(), &opts, tx) => {}
+        _ = hold => {}
+    }
+    work.cancel();
+    if let Some(e) = &elector {
+        e.release().await;
+    }
+    tracing::info!("controller-manager stopped");
+    Ok(())
+}
+
+/// Watch `kubeless-config`; valid changes are published, invalid ones are
+/// logged and ignored (the last good settings stay).
+async fn watch_config(client: Client, opts: &Options, tx: watch::Sender<Arc<Settings>>) {
+    let api: Api<ConfigMap> = Api::namespaced(client, &opts.namespace);
+    let cfg = watcher::Config::default().fields(&format!("metadata.name={}", opts.config_map));
+    let mut stream = std::pin::pin!(watcher(api, cfg).default_backoff().applied_objects());
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Ok(cm) => match parse_config(&cm) {
+                Ok(s) => {
+                    if **tx.borrow() != s {
+                        tracing::info!("kubeless-config changed; reconciling everything");
+                        tx.send_replace(Arc::new(s));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %error_chain(&e), "ignoring invalid kubeless-config; keeping the previous settings")
+                }
+            },
+            Err(e) => tracing::warn!(error = %e, "watching kubeless-config failed; retrying"),
+        }
+    }
+}
+
+fn changes(
+    rx: watch::Receiver<Arc<Settings>>,
+) -> impl futures_util::Stream<Item = ()> + Send + 'static {
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.changed().await.ok()?;
+        Some(((), rx))
+    })
+}
+
+fn scoped<K>(client: &Client, ns: &str) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    if ns.is_empty() {
+        Api::all(client.clone())
+    } else {
+        Api::namespaced(client.clone(), ns)
+    }
+}
+
+/// Run the controllers; restart them when `functions-namespace` changes.
+async fn controllers(
+    ctx: Arc<Context>,
+    mut rx: watch::Receiver<Arc<Settings>>,
+    stop: CancellationToken,
+) {
+    loop {
+        let ns = rx.borrow().functions_namespace.clone();
+        let round = stop.child_token();
+        let client = &ctx.client;
+        let owned = watcher::Config::default().labels("created-by=kubeless");
+        let function = Controller::new(scoped::<Function>(client, &ns), watcher::Config::default())
+            .owns(scoped::<Deployment>(client, &ns), owned.clone())
+            .reconcile_all_on(changes(rx.clone()))
+            .graceful_shutdown_on(round.clone().cancelled_owned())
+            .run(
+                |o, c| tracked(o, c, function::reconcile),
+                error_policy,
+                ctx.clone(),
+            )
+            .for_each(|_| async {});
+        let http = Controller::new(
+            scoped::<HttpTrigger>(client, &ns),
+            watcher::Config::default(),
+        )
+        .owns(scoped::<Ingress>(client, &ns), owned.clone())
+        .graceful_shutdown_on(round.clone().cancelled_owned())
+        .run(
+            |o, c| tracked(o, c, triggers::reconcile_http),
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
+        let cron = Controller::new(
+            scoped::<CronJobTrigger>(client, &ns),
+            watcher::Config::default(),
+        )
+        .owns(scoped::<CronJob>(client, &ns), owned)
+        .reconcile_all_on(changes(rx.clone()))
+        .graceful_shutdown_on(round.clone().cancelled_owned())
+        .run(
+            |o, c| tracked(o, c, triggers::reconcile_cron),
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
+        tracing::info!(namespace = %if ns.is_empty() { "(all)" } else { &ns }, "controllers started");
+        let namespace_changed = async {
+            loop {
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+                if rx.borrow().functions_namespace != ns {
+                    return;
+                }
+            }
+        };
+        let all = futures_util::future::join3(function, http, cron);
+        tokio::pin!(all);
+        tokio::select! {
+            _ = &mut all => return,
+            _ = namespace_changed => {
+                tracing::info!("functions-namespace changed; restarting the controllers");
+                round.cancel();
+                all.await;
+            }
+        }
+        if stop.is_cancelled() {
+            return;
+        }
+    }
+}

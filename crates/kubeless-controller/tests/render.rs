@@ -1,0 +1,262 @@
+//! Golden tests of the pure render: Function → ConfigMap/Service/Deployment/HPA,
+//! HTTPTrigger → Ingress, CronJobTrigger → CronJob. `UPDATE_GOLDEN=1`
+//! rewrites the files under tests/golden/.
+
+use std::collections::BTreeMap;
+
+use kubeless_api::{CronJobTrigger, Function, HttpTrigger};
+use kubeless_controller::render::{self, RenderError};
+use kubeless_controller::settings::{Settings, default_config_data};
+use serde_json::{Value, json};
+
+fn function(v: Value) -> Function {
+    serde_json::from_value(v).expect("valid function json")
+}
+
+fn python() -> Function {
+    function(json!({
+        "apiVersion": "kubeless.io/v1beta1", "kind": "Function",
+        "metadata": {"name": "get-python", "namespace": "default", "uid": "uid-1", "generation": 1,
+                     "labels": {"created-by": "kubeless", "function": "get-python", "team": "a"}},
+        "spec": {
+            "handler": "helloget.foo",
+            "function": "def foo(event, context):\n    return 'hello world'\n",
+            "function-content-type": "text",
+            "checksum": "sha256:4e0f8b6b4c3b5ad0b0d3a1f7d2b8a9c1e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0",
+            "runtime": "python3.11",
+            "timeout": "30",
+            "deps": "requests==2.31.0\n",
+            "deployment": {"spec": {"template": {"spec": {
+                "containers": [{"name": "", "imagePullPolicy": "Always",
+                                "env": [{"name": "FOO", "value": "bar"},
+                                        {"name": "S", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
+                                "resources": {"limits": {"memory": "128Mi", "cpu": "0"}, "requests": {"memory": "128Mi", "cpu": "0"}},
+                                "volumeMounts": [{"name": "creds-vol", "mountPath": "/creds"}]}],
+                "volumes": [{"name": "creds-vol", "secret": {"secretName": "creds"}}]}}}},
+            "service": {"ports": [{"name": "http-function-port", "protocol": "TCP", "port": 80, "targetPort": 8080, "nodePort": 0}],
+                        "selector": {"created-by": "kubeless", "function": "get-python"}, "type": "ClusterIP"},
+            "horizontalPodAutoscaler": {
+                "apiVersion": "autoscaling/v2beta1", "kind": "HorizontalPodAutoscaler",
+                "metadata": {"name": "get-python", "namespace": "default"},
+                "spec": {"scaleTargetRef": {"apiVersion": "apps/v1beta1", "kind": "Deployment", "name": "get-python"},
+                         "minReplicas": 3, "maxReplicas": 3,
+                         "metrics": [{"type": "Resource", "resource": {"name": "cpu", "targetAverageUtilization": 10}}]}}
+        }
+    }))
+}
+
+fn nodejs_zip_url() -> Function {
+    function(json!({
+        "metadata": {"name": "node-zip", "namespace": "fns", "uid": "uid-2"},
+        "spec": {
+            "handler": "index.handler",
+            "function": "https://example.com/code.zip?x=1",
+            "function-content-type": "url+zip",
+            "checksum": "",
+            "runtime": "nodejs20",
+            "deps": "{\"dependencies\": {\"lodash\": \"^4\"}}",
+            "deployment": {}, "service": {}, "horizontalPodAutoscaler": {}
+        }
+    }))
+}
+
+fn custom_image() -> Function {
+    function(json!({
+        "metadata": {"name": "custom", "namespace": "default", "uid": "uid-3"},
+        "spec": {
+            "handler": "", "function": "", "runtime": "",
+            "deployment": {"spec": {"template": {"spec": {"containers": [{"image": "example/fn:1"}]}}}},
+            "service": {"ports": [{"name": "http-function-port", "port": 9000, "targetPort": 9000}]}
+        }
+    }))
+}
+
+fn yaml(objects: &[Value]) -> String {
+    objects
+        .iter()
+        .map(|o| serde_yaml::to_string(o).expect("yaml"))
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+fn golden(name: &str, got: &str) {
+    let path = format!("{}/tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, got).expect("write golden");
+    }
+    let want = std::fs::read_to_string(&path).expect("golden exists (UPDATE_GOLDEN=1 writes it)");
+    assert_eq!(got, want, "{name} differs from the golden file");
+}
+
+fn render_all(f: &Function, s: &Settings) -> String {
+    let o = render::function_objects(f, s).expect("renders");
+    let mut v = vec![
+        serde_json::to_value(&o.config_map).expect("json"),
+        serde_json::to_value(&o.service).expect("json"),
+        serde_json::to_value(&o.deployment).expect("json"),
+    ];
+    if let Some(h) = &o.hpa {
+        v.push(serde_json::to_value(h).expect("json"));
+    }
+    let mut out = yaml(&v);
+    if !o.warnings.is_empty() {
+        out.push_str(&format!("# warnings: {:?}\n", o.warnings));
+    }
+    out
+}
+
+#[test]
+fn python_function_matches_golden() {
+    golden("python.yaml", &render_all(&python(), &Settings::default()));
+}
+
+#[test]
+fn nodejs_url_zip_matches_golden() {
+    golden(
+        "nodejs-url-zip.yaml",
+        &render_all(&nodejs_zip_url(), &Settings::default()),
+    );
+}
+
+#[test]
+fn custom_image_matches_golden() {
+    golden(
+        "custom-image.yaml",
+        &render_all(&custom_image(), &Settings::default()),
+    );
+}
+
+#[test]
+fn runtime_images_and_deployment_from_config() {
+    let mut data: BTreeMap<String, String> = default_config_data();
+    data.insert(
+        "runtime-images".into(),
+        r#"[{"ID": "python", "depName": "requirements.txt", "fileNameSuffix": ".py",
+             "versions": [{"name": "python38", "version": "3.8",
+               "images": [{"phase": "installation", "image": "python:3.8",
+                           "command": "pip install --prefix=$KUBELESS_INSTALL_VOLUME -r $KUBELESS_DEPS_FILE"},
+                          {"phase": "runtime", "image": "kubeless/python@sha256:abc",
+                           "env": {"PYTHONPATH": "$(KUBELESS_INSTALL_VOLUME)/lib/python3.8/site-packages:$(KUBELESS_INSTALL_VOLUME)"}}],
+               "imagePullSecrets": [{"ImageSecret": "regcred"}]}]}]"#
+            .into(),
+    );
+    data.insert(
+        "deployment".into(),
+        r#"{"spec": {"replicas": 2, "template": {"spec": {"containers": [{"env": [{"name": "FROM_CONFIG", "value": "1"}]}], "nodeSelector": {"disk": "ssd"}}}}}"#.into(),
+    );
+    data.insert("provision-image-secret".into(), "provision-secret".into());
+    let s = Settings::from_config_map(&data).expect("settings");
+    let mut f = python();
+    f.spec.runtime = "python3.8".into();
+    golden("python-config.yaml", &render_all(&f, &s));
+    // A runtime the configured catalogue does not have is a clear error.
+    let e = render::function_objects(&python(), &s).expect_err("python3.11 unknown");
+    assert!(e.to_string().contains("python3.8"), "{e}");
+}
+
+#[test]
+fn bad_functions_are_errors_not_panics() {
+    let s = Settings::default();
+    let mut f = python();
+    f.spec.handler = "nodot".into();
+    assert!(matches!(
+        render::function_objects(&f, &s),
+        Err(RenderError::Plan(_))
+    ));
+    let mut f = python();
+    f.spec.checksum = "md5:abc".into();
+    assert!(matches!(
+        render::function_objects(&f, &s),
+        Err(RenderError::Checksum(_))
+    ));
+    let mut f = python();
+    f.spec.function_content_type = "weird".into();
+    assert!(matches!(
+        render::function_objects(&f, &s),
+        Err(RenderError::ContentType(_))
+    ));
+}
+
+#[test]
+fn prepare_script_follows_kubeless() {
+    let hex = "a".repeat(64);
+    assert_eq!(
+        render::prepare_script(
+            "x",
+            "base64+zip",
+            &format!("sha256:{hex}"),
+            "mod",
+            "requirements.txt"
+        )
+        .expect("script"),
+        format!(
+            "base64 -d < /src/mod > /tmp/func.decoded && echo '{hex}  /tmp/func.decoded' > /tmp/func.sha256 && sha256sum -c /tmp/func.sha256 && unzip -o /tmp/func.decoded -d /kubeless && cp /src/requirements.txt /kubeless"
+        )
+    );
+    assert_eq!(
+        render::prepare_script(
+            "https://h/x.tgz",
+            "url+compressedtar+deps",
+            "",
+            "mod",
+            "package.json"
+        )
+        .expect("script"),
+        "curl https://h/x.tgz -L --silent --output /tmp/func.fromurl && tar xf /tmp/func.fromurl -C /kubeless"
+    );
+}
+
+fn http_trigger(spec: Value) -> HttpTrigger {
+    serde_json::from_value(json!({
+        "metadata": {"name": "get-python-http", "namespace": "default", "uid": "uid-h",
+                     "labels": {"created-by": "kubeless"},
+                     "annotations": {"example.com/extra": "yes"}},
+        "spec": spec,
+    }))
+    .expect("trigger")
+}
+
+#[test]
+fn ingress_matches_golden() {
+    let nginx = http_trigger(
+        json!({"function-name": "get-python", "host-name": "fn.example.com",
+        "path": "hello", "gateway": "nginx", "cors-enable": true, "basic-auth-secret": "htpasswd", "tls": true}),
+    );
+    let traefik = http_trigger(
+        json!({"function-name": "get-python", "host-name": "fn.example.com",
+        "gateway": "traefik", "tls-secret": "fn-cert"}),
+    );
+    let v = [
+        serde_json::to_value(render::ingress(&nginx, 80).expect("nginx")).expect("json"),
+        serde_json::to_value(render::ingress(&traefik, 8080).expect("traefik")).expect("json"),
+    ];
+    golden("ingress.yaml", &yaml(&v));
+    let kong =
+        http_trigger(json!({"function-name": "f", "gateway": "kong", "basic-auth-secret": "x"}));
+    assert!(render::ingress(&kong, 80).is_err());
+    let both = http_trigger(json!({"function-name": "f", "tls": true, "tls-secret": "x"}));
+    assert!(render::ingress(&both, 80).is_err());
+}
+
+#[test]
+fn cron_job_matches_golden() {
+    let t = |name: &str, payload: Value| -> CronJobTrigger {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "default", "uid": "uid-c", "labels": {"created-by": "kubeless"}},
+            "spec": {"schedule": "*/5 * * * *", "function-name": "get-python", "payload": payload},
+        }))
+        .expect("trigger")
+    };
+    let s = Settings::default();
+    let v = [
+        serde_json::to_value(
+            render::cron_job(&t("get-python", Value::Null), &python(), &s).expect("get"),
+        )
+        .expect("json"),
+        serde_json::to_value(
+            render::cron_job(&t("with-payload", json!({"a": 1})), &python(), &s).expect("post"),
+        )
+        .expect("json"),
+    ];
+    golden("cronjob.yaml", &yaml(&v));
+}
