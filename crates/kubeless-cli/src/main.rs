@@ -91,6 +91,14 @@ enum Command {
     },
     /// Run the embedded Kubeless platform in this process
     Server(server_cmd::ServerArgs),
+    /// Run the Kubernetes controllers (Kubernetes mode)
+    #[command(name = "controller-manager")]
+    ControllerManager(commands::controller::ControllerArgs),
+    /// Install Kubeless into the current Kubernetes cluster
+    Install(commands::install::InstallArgs),
+    /// Call a function as a CronJobTrigger does (run by the CronJob)
+    #[command(name = "cron-invoke", hide = true)]
+    CronInvoke(commands::controller::CronInvokeArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -114,6 +122,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Server(args) => server_cmd::run(args),
+        Command::ControllerManager(a) => commands::controller::run(a),
+        Command::Install(a) => commands::install::run(a),
+        Command::CronInvoke(a) => commands::controller::cron_invoke(a),
     }
 }
 

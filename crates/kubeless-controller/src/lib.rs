@@ -25,6 +25,7 @@
 
 pub mod apply;
 pub mod function;
+pub mod install;
 pub mod lease;
 pub mod render;
 pub mod resources;

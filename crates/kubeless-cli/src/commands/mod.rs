@@ -3,7 +3,9 @@
 
 pub mod apply;
 pub mod completion;
+pub mod controller;
 pub mod function;
+pub mod install;
 pub mod secret;
 pub mod server_config;
 pub mod topic;
