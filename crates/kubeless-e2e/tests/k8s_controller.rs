@@ -1,0 +1,574 @@
+//! Kubernetes mode against a real kube-apiserver (etcd, kube-apiserver and
+//! kube-controller-manager from tools/k8s-harness, started by
+//! scripts/test.sh). Pods never run (no kubelet): the tests assert what the
+//! API shows. Each test gets its own namespace and its own in-process
+//! controller-manager scoped to it (`functions-namespace`).
+//!
+//! Without `KUBECONFIG` the tests are skipped, except when `REQUIRE_K8S=1`
+//! or `CI` is set: then they fail.
+
+use std::future::Future;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, Config};
+use kubeless_controller::resources::{CronJobTrigger, Function, HttpTrigger};
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+fn required() -> bool {
+    std::env::var_os("REQUIRE_K8S").is_some_and(|v| v == "1") || std::env::var_os("CI").is_some()
+}
+
+async fn client() -> Option<Client> {
+    if std::env::var_os("KUBECONFIG").is_none() {
+        assert!(
+            !required(),
+            "REQUIRE_K8S=1/CI but KUBECONFIG is not set: start tools/k8s-harness/up.sh"
+        );
+        eprintln!("skipped: KUBECONFIG not set (tools/k8s-harness/up.sh starts a control plane)");
+        return None;
+    }
+    Some(Client::try_default().await.expect("kubeconfig is usable"))
+}
+
+async fn eventually<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn install_crds(c: &Client) {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/kubeless.yaml"
+    ))
+    .expect("deploy/kubeless.yaml");
+    let objects: Vec<Value> = text
+        .split("\n---\n")
+        .filter_map(|d| serde_yaml::from_str::<Value>(d).ok())
+        .filter(|v| v.is_object())
+        .collect();
+    assert!(objects.len() > 10, "deploy/kubeless.yaml has every object");
+    kubeless_controller::install::apply(c, &objects)
+        .await
+        .expect("deploy/kubeless.yaml applies to the API server");
+    let fns: Api<Function> = Api::all(c.clone());
+    eventually("the Function CRD to be served", 30, || async {
+        fns.list(&ListParams::default()).await.ok().map(|_| ())
+    })
+    .await;
+}
+
+/// A namespace with its own controller-manager.
+struct Env {
+    client: Client,
+    ns: String,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Env {
+    async fn start(name: &str) -> Option<Env> {
+        let c = client().await?;
+        Some(Env::start_with(c.clone(), c, name).await)
+    }
+
+    async fn start_with(admin: Client, controller: Client, name: &str) -> Env {
+        install_crds(&admin).await;
+        let ns = format!("t-{name}-{}", std::process::id());
+        let nss: Api<Namespace> = Api::all(admin.clone());
+        let _ = nss
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns"),
+            )
+            .await;
+        let mut data = kubeless_controller::settings::default_config_data();
+        data.insert("functions-namespace".into(), ns.clone());
+        let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), &ns);
+        let cm: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": "kubeless-config"}, "data": data}))
+                .expect("cm");
+        cms.patch(
+            "kubeless-config",
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&cm),
+        )
+        .await
+        .expect("config map");
+        let stop = CancellationToken::new();
+        let opts = kubeless_controller::Options {
+            namespace: ns.clone(),
+            config_map: "kubeless-config".into(),
+            leader_election: None,
+            identity: format!("test-{name}"),
+        };
+        let token = stop.clone();
+        let task = tokio::spawn(async move {
+            kubeless_controller::run(controller, opts, token)
+                .await
+                .expect("controller-manager runs");
+        });
+        Env {
+            client: admin,
+            ns,
+            stop,
+            task,
+        }
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(15), self.task).await;
+        let nss: Api<Namespace> = Api::all(self.client.clone());
+        let _ = nss.delete(&self.ns, &DeleteParams::default()).await;
+    }
+}
+
+fn function(name: &str, code: &str) -> Function {
+    serde_json::from_value(json!({
+        "apiVersion": "kubeless.io/v1beta1", "kind": "Function",
+        "metadata": {"name": name, "labels": {"created-by": "kubeless", "function": name}},
+        "spec": {
+            "handler": "hello.hello", "runtime": "python3.11", "timeout": "30",
+            "function": code, "function-content-type": "text", "checksum": "", "deps": "",
+            "deployment": {"spec": {"template": {"spec": {"containers": [
+                {"name": "", "env": [{"name": "GREETING", "value": "hi"}]}]}}}},
+            "service": {"ports": [{"name": "http-function-port", "protocol": "TCP", "port": 8080, "targetPort": 8080}],
+                        "selector": {"created-by": "kubeless", "function": name}, "type": "ClusterIP"},
+            "horizontalPodAutoscaler": {}
+        }
+    }))
+    .expect("function")
+}
+
+fn prepare_script(d: &Deployment) -> String {
+    let v = serde_json::to_value(d).expect("json");
+    v.pointer("/spec/template/spec/initContainers/0/command/2")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn function_becomes_configmap_deployment_service_then_updates_and_deletes() {
+    let Some(env) = Env::start("fn").await else {
+        return;
+    };
+    let fns: Api<Function> = env.api();
+    let f = fns
+        .create(
+            &PostParams::default(),
+            &function("hello", "def hello(e, c):\n    return 'v1'\n"),
+        )
+        .await
+        .expect("create function");
+    let uid = f.metadata.uid.clone().expect("uid");
+    let deps: Api<Deployment> = env.api();
+    let d = eventually("the Deployment", 30, || async {
+        deps.get_opt("hello").await.ok().flatten()
+    })
+    .await;
+    let cm = env
+        .api::<ConfigMap>()
+        .get("hello")
+        .await
+        .expect("configmap");
+    let svc = env.api::<Service>().get("hello").await.expect("service");
+    for (kind, meta) in [
+        ("ConfigMap", &cm.metadata),
+        ("Service", &svc.metadata),
+        ("Deployment", &d.metadata),
+    ] {
+        let labels = meta.labels.clone().unwrap_or_default();
+        assert_eq!(
+            labels.get("created-by").map(String::as_str),
+            Some("kubeless"),
+            "{kind}"
+        );
+        assert_eq!(
+            labels.get("function").map(String::as_str),
+            Some("hello"),
+            "{kind}"
+        );
+        let owners = meta.owner_references.clone().unwrap_or_default();
+        assert_eq!(owners.len(), 1, "{kind}");
+        assert_eq!(
+            (owners[0].kind.as_str(), owners[0].uid.as_str()),
+            ("Function", uid.as_str()),
+            "{kind}"
+        );
+    }
+    let data = cm.data.unwrap_or_default();
+    assert_eq!(data.get("handler").map(String::as_str), Some("hello.hello"));
+    assert!(
+        data.contains_key("hello.py") && data.contains_key("requirements.txt"),
+        "{data:?}"
+    );
+    let v = serde_json::to_value(&d).expect("json");
+    let env_names: Vec<&str> = v["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert_eq!(
+        env_names,
+        [
+            "GREETING",
+            "FUNC_HANDLER",
+            "MOD_NAME",
+            "FUNC_TIMEOUT",
+            "FUNC_RUNTIME",
+            "FUNC_MEMORY_LIMIT",
+            "FUNC_PORT",
+            "KUBELESS_INSTALL_VOLUME",
+            "PYTHONPATH"
+        ]
+    );
+    assert_eq!(
+        v["spec"]["template"]["spec"]["securityContext"],
+        json!({"runAsUser": 1000, "fsGroup": 1000})
+    );
+    assert_eq!(
+        v["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGet"]["path"],
+        "/healthz"
+    );
+    assert_eq!(
+        v["spec"]["template"]["spec"]["initContainers"][0]["name"],
+        "prepare"
+    );
+    assert_eq!(
+        v["spec"]["selector"]["matchLabels"],
+        json!({"created-by": "kubeless", "function": "hello"})
+    );
+    // Status: finalizer, Ready=False (no kubelet), observed generation.
+    let f = eventually("the status", 30, || async {
+        fns.get("hello").await.ok().filter(|f| {
+            f.status
+                .as_ref()
+                .is_some_and(|s| s.observed_generation == 1)
+        })
+    })
+    .await;
+    assert_eq!(
+        f.metadata.finalizers.unwrap_or_default(),
+        ["kubeless.io/function"]
+    );
+    let st = f.status.expect("status");
+    assert_eq!(st.conditions[0].type_, "Ready");
+    assert_eq!(st.conditions[0].status, "False");
+    // A new ReplicaSet appears through kube-controller-manager.
+    let before = prepare_script(&d);
+    // Code update → the pod template changes (the prepare step embeds the code checksum).
+    let mut f2 = fns.get("hello").await.expect("get");
+    f2.spec.function = "def hello(e, c):\n    return 'v2'\n".into();
+    f2.spec.checksum = format!("sha256:{}", "b".repeat(64));
+    fns.replace("hello", &PostParams::default(), &f2)
+        .await
+        .expect("update");
+    let d2 = eventually("the Deployment to roll", 30, || async {
+        deps.get("hello")
+            .await
+            .ok()
+            .filter(|d| prepare_script(d) != before)
+    })
+    .await;
+    assert!(prepare_script(&d2).contains("sha256sum -c"));
+    // Delete → the finalizer cleans up, then the Function is gone.
+    fns.delete("hello", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually("the Function to be gone", 30, || async {
+        matches!(fns.get_opt("hello").await, Ok(None)).then_some(())
+    })
+    .await;
+    assert!(deps.get_opt("hello").await.expect("get").is_none());
+    assert!(
+        env.api::<Service>()
+            .get_opt("hello")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(
+        env.api::<ConfigMap>()
+            .get_opt("hello")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_objects_are_never_overwritten() {
+    let Some(env) = Env::start("conflict").await else {
+        return;
+    };
+    let cms: Api<ConfigMap> = env.api();
+    let theirs: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "clash"}, "data": {"mine": "yes"}}))
+            .expect("cm");
+    cms.create(&PostParams::default(), &theirs)
+        .await
+        .expect("foreign configmap");
+    let fns: Api<Function> = env.api();
+    fns.create(&PostParams::default(), &function("clash", "x = 1\n"))
+        .await
+        .expect("create");
+    let st = eventually("a Conflict condition", 30, || async {
+        fns.get("clash")
+            .await
+            .ok()
+            .and_then(|f| f.status)
+            .filter(|s| s.reason == "Conflict")
+    })
+    .await;
+    assert!(
+        st.message.contains("Found a conflicting configmap object"),
+        "{}",
+        st.message
+    );
+    let cm = cms.get("clash").await.expect("still there");
+    assert_eq!(
+        cm.data.unwrap_or_default().get("mine").map(String::as_str),
+        Some("yes")
+    );
+    assert!(
+        env.api::<Deployment>()
+            .get_opt("clash")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    // Invalid function: a condition, not a crash loop.
+    let mut bad = function("bad", "x = 1\n");
+    bad.spec.handler = "nodot".into();
+    fns.create(&PostParams::default(), &bad)
+        .await
+        .expect("create");
+    let st = eventually("an InvalidFunction condition", 30, || async {
+        fns.get("bad")
+            .await
+            .ok()
+            .and_then(|f| f.status)
+            .filter(|s| s.reason == "InvalidFunction")
+    })
+    .await;
+    assert!(st.message.contains("handler"), "{}", st.message);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_and_cron_triggers_become_ingress_and_cronjob() {
+    let Some(env) = Env::start("triggers").await else {
+        return;
+    };
+    let fns: Api<Function> = env.api();
+    fns.create(
+        &PostParams::default(),
+        &function("tick", "def hello(e, c):\n    return 'ok'\n"),
+    )
+    .await
+    .expect("create");
+    let https: Api<HttpTrigger> = env.api();
+    let t: HttpTrigger = serde_json::from_value(json!({
+        "apiVersion": "kubeless.io/v1beta1", "kind": "HTTPTrigger",
+        "metadata": {"name": "tick-http", "labels": {"created-by": "kubeless"}, "annotations": {"a": "1"}},
+        "spec": {"function-name": "tick", "host-name": "tick.example.com", "path": "tick", "gateway": "nginx", "cors-enable": true}
+    }))
+    .expect("trigger");
+    https
+        .create(&PostParams::default(), &t)
+        .await
+        .expect("create http trigger");
+    let ings: Api<Ingress> = env.api();
+    let ing = eventually("the Ingress", 30, || async {
+        ings.get_opt("tick-http").await.ok().flatten()
+    })
+    .await;
+    let v = serde_json::to_value(&ing).expect("json");
+    assert_eq!(v["spec"]["ingressClassName"], "nginx");
+    assert_eq!(v["spec"]["rules"][0]["host"], "tick.example.com");
+    assert_eq!(v["spec"]["rules"][0]["http"]["paths"][0]["path"], "/tick");
+    assert_eq!(
+        v["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"],
+        json!({"name": "tick", "port": {"number": 8080}})
+    );
+    assert_eq!(
+        v["metadata"]["annotations"]["nginx.ingress.kubernetes.io/enable-cors"],
+        "true"
+    );
+    // Fix of Kubeless: annotations follow the trigger.
+    https
+        .patch(
+            "tick-http",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"a": "2"}}})),
+        )
+        .await
+        .expect("patch");
+    eventually("the Ingress annotation to follow", 30, || async {
+        ings.get("tick-http").await.ok().filter(|i| {
+            i.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("a"))
+                .map(String::as_str)
+                == Some("2")
+        })
+    })
+    .await;
+
+    let crons: Api<CronJobTrigger> = env.api();
+    let c: CronJobTrigger = serde_json::from_value(json!({
+        "apiVersion": "kubeless.io/v1beta1", "kind": "CronJobTrigger",
+        "metadata": {"name": "tick", "labels": {"created-by": "kubeless"}},
+        "spec": {"function-name": "tick", "schedule": "* * * * *", "payload": {"n": 1}}
+    }))
+    .expect("cron");
+    crons
+        .create(&PostParams::default(), &c)
+        .await
+        .expect("create cron trigger");
+    let cjs: Api<CronJob> = env.api();
+    let cj = eventually("the CronJob", 30, || async {
+        cjs.get_opt("trigger-tick").await.ok().flatten()
+    })
+    .await;
+    let v = serde_json::to_value(&cj).expect("json");
+    let container = &v["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["command"][0], "kubeless");
+    assert_eq!(container["command"][1], "cron-invoke");
+    assert!(
+        container["command"].to_string().contains("http://tick."),
+        "{}",
+        container["command"]
+    );
+    assert_eq!(container["command"][5], "{\"n\":1}");
+    // kube-controller-manager starts a Job on the schedule.
+    let jobs: Api<Job> = env.api();
+    eventually("a Job from the CronJob", 90, || async {
+        jobs.list(&ListParams::default())
+            .await
+            .ok()
+            .filter(|l| !l.items.is_empty())
+            .map(|_| ())
+    })
+    .await;
+    // Deleting the function removes its triggers and their objects.
+    fns.delete("tick", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually("the triggers to be gone", 60, || async {
+        let h = https.get_opt("tick-http").await.ok()?;
+        let c = crons.get_opt("tick").await.ok()?;
+        (h.is_none() && c.is_none()).then_some(())
+    })
+    .await;
+    eventually("the Ingress and CronJob to be gone", 60, || async {
+        let i = ings.get_opt("tick-http").await.ok()?;
+        let c = cjs.get_opt("trigger-tick").await.ok()?;
+        (i.is_none() && c.is_none()).then_some(())
+    })
+    .await;
+    env.stop().await;
+}
+
+/// A TCP forwarder to the API server that the test can cut and restore.
+async fn proxy(listener: TcpListener, upstream: String, stop: CancellationToken) {
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            a = listener.accept() => {
+                let Ok((mut down, _)) = a else { continue };
+                let upstream = upstream.clone();
+                conns.spawn(async move {
+                    if let Ok(mut up) = TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                    }
+                });
+            }
+        }
+    }
+    conns.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_recovers_when_the_api_server_comes_back() {
+    let Some(admin) = client().await else { return };
+    let mut cfg = Config::infer().await.expect("kubeconfig");
+    let upstream = format!(
+        "{}:{}",
+        cfg.cluster_url.host().unwrap_or("127.0.0.1"),
+        cfg.cluster_url.port_u16().unwrap_or(443)
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    cfg.cluster_url = format!("https://127.0.0.1:{}", addr.port())
+        .parse()
+        .expect("url");
+    cfg.read_timeout = Some(Duration::from_secs(5));
+    let controller = Client::try_from(cfg).expect("client");
+    let mut cut = CancellationToken::new();
+    let mut link = tokio::spawn(proxy(listener, upstream.clone(), cut.clone()));
+    let env = Env::start_with(admin, controller, "recover").await;
+    let fns: Api<Function> = env.api();
+    let deps: Api<Deployment> = env.api();
+    fns.create(&PostParams::default(), &function("before", "x = 1\n"))
+        .await
+        .expect("create");
+    eventually("the first Deployment", 30, || async {
+        deps.get_opt("before").await.ok().flatten()
+    })
+    .await;
+    // The API server becomes unreachable for the controller.
+    cut.cancel();
+    let _ = link.await;
+    fns.create(&PostParams::default(), &function("during", "x = 2\n"))
+        .await
+        .expect("create");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        deps.get_opt("during").await.expect("get").is_none(),
+        "nothing can be reconciled while cut off"
+    );
+    // It comes back on the same address: the controller retries and catches up.
+    let listener = TcpListener::bind(addr).await.expect("rebind");
+    cut = CancellationToken::new();
+    link = tokio::spawn(proxy(listener, upstream, cut.clone()));
+    eventually("the Deployment created after recovery", 90, || async {
+        deps.get_opt("during").await.ok().flatten()
+    })
+    .await;
+    env.stop().await;
+    cut.cancel();
+    let _ = link.await;
+}
