@@ -78,6 +78,12 @@ enum Command {
     Apply(commands::apply::FileArgs),
     /// delete the objects of a manifest file
     Delete(commands::apply::FileArgs),
+    /// manage autoscale to function on Kubeless
+    #[command(arg_required_else_help = true)]
+    Autoscale {
+        #[command(subcommand)]
+        cmd: commands::autoscale::AutoscaleCommand,
+    },
     /// Print the current configuration of a Kubeless server
     #[command(name = "get-server-config")]
     GetServerConfig,
@@ -102,14 +108,13 @@ enum Command {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let ctx = Context {
-        backend_kind: cli.backend,
-    };
+    let ctx = Context::new(cli.backend);
     match cli.command {
         Command::Function { cmd } => commands::function::run(&ctx, cmd),
         Command::Trigger { cmd } => commands::trigger::run(&ctx, cmd),
         Command::Topic { cmd } => commands::topic::run(&ctx, cmd),
         Command::Secret { cmd } => commands::secret::run(&ctx, cmd),
+        Command::Autoscale { cmd } => commands::autoscale::run(&ctx, cmd),
         Command::Apply(a) => commands::apply::apply(&ctx, a),
         Command::Delete(a) => commands::apply::delete(&ctx, a),
         Command::GetServerConfig => commands::server_config::get_server_config(&ctx),

@@ -3,10 +3,11 @@
 //! [`Backend`] is the one seam: commands only see objects (as JSON values,
 //! so no field a user wrote is lost), logs, metrics text and function calls.
 //! [`local::LocalBackend`] speaks the embedded server's local API
-//! (docs/local-api.md); a Kubernetes backend would implement the same trait
+//! (docs/local-api.md); [`kube::KubeBackend`] implements the same trait
 //! against a kube-apiserver. Typed helpers ([`get_as`], [`list_as`]) sit on
 //! top of the trait so implementations stay small.
 
+pub mod kube;
 pub mod local;
 
 use std::io::Write;
@@ -199,6 +200,20 @@ pub trait Backend: Send + Sync {
         name: &str,
         request: &CallRequest,
     ) -> Result<CallResponse, ClientError>;
+    /// Autoscalers of a namespace (`kubeless autoscale list`). By default
+    /// the ones stored in the Functions' `spec.horizontalPodAutoscaler`; a
+    /// cluster lists its HorizontalPodAutoscaler objects instead.
+    fn list_autoscalers(&self, namespace: &str) -> Result<Vec<Value>, ClientError> {
+        Ok(self
+            .list(Kind::Function, namespace, None)?
+            .into_iter()
+            .filter_map(|f| {
+                let h = f.pointer("/spec/horizontalPodAutoscaler")?;
+                let named = h.pointer("/metadata/name")?.as_str()?;
+                (!named.is_empty()).then(|| h.clone())
+            })
+            .collect())
+    }
 }
 
 fn decode<T: DeserializeOwned>(v: Value) -> Result<T, ClientError> {

@@ -2,6 +2,7 @@
 //! types and a `run` taking the shared [`Context`].
 
 pub mod apply;
+pub mod autoscale;
 pub mod completion;
 pub mod controller;
 pub mod function;
@@ -11,25 +12,30 @@ pub mod server_config;
 pub mod topic;
 pub mod trigger;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::bail;
 use clap::ValueEnum;
 
 use crate::client::Backend;
+use crate::client::kube::{KubeBackend, KubeOptions};
 use crate::client::local::LocalBackend;
 use crate::config::{ClientConfig, ProcessEnv};
 
-/// Namespace used when `-n` is not given (the local backend has no
-/// kubeconfig context to take one from).
+/// Namespace used when `-n` is not given and no kubeconfig context names
+/// one (the local backend has no context).
 pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// The current kubeconfig context's namespace, set once at start with the
+/// Kubernetes backend (spec 1.0: `-n`, else the context's, else `default`).
+static CONTEXT_NAMESPACE: OnceLock<String> = OnceLock::new();
 
 /// Which platform the CLI talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendKind {
     /// The embedded server started by `kubeless server`.
     Local,
-    /// A Kubernetes cluster running Kubeless (not in this build).
+    /// A Kubernetes cluster running Kubeless (current kubeconfig context).
     Kubernetes,
 }
 
@@ -39,6 +45,17 @@ pub struct Context {
 }
 
 impl Context {
+    /// The context for `kind`; with Kubernetes, the default namespace is
+    /// taken from the kubeconfig's current context.
+    pub fn new(backend_kind: BackendKind) -> Context {
+        if backend_kind == BackendKind::Kubernetes
+            && let Some(ns) = crate::client::kube::context_namespace()
+        {
+            let _ = CONTEXT_NAMESPACE.set(ns);
+        }
+        Context { backend_kind }
+    }
+
     /// Connect to the selected backend (no request is sent yet).
     pub fn backend(&self) -> anyhow::Result<Arc<dyn Backend>> {
         match self.backend_kind {
@@ -46,9 +63,13 @@ impl Context {
                 let config = ClientConfig::load(&ProcessEnv)?;
                 Ok(Arc::new(LocalBackend::new(config)?))
             }
-            BackendKind::Kubernetes => bail!(
-                "the Kubernetes backend is not available in this build: use the embedded server ('kubeless server') with --backend local"
-            ),
+            BackendKind::Kubernetes => {
+                let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+                Ok(Arc::new(KubeBackend::new(KubeOptions {
+                    install_namespace: env("KUBELESS_NAMESPACE"),
+                    config_name: env("KUBELESS_CONFIG"),
+                })?))
+            }
         }
     }
 }
@@ -57,7 +78,10 @@ impl Context {
 pub fn namespace(flag: &Option<String>) -> String {
     match flag {
         Some(ns) if !ns.is_empty() => ns.clone(),
-        _ => DEFAULT_NAMESPACE.to_string(),
+        _ => CONTEXT_NAMESPACE
+            .get()
+            .cloned()
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string()),
     }
 }
 

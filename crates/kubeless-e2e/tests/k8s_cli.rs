@@ -1,0 +1,486 @@
+//! `kubeless --backend kubernetes` against a real kube-apiserver (the
+//! tools/k8s-harness control plane that scripts/test.sh starts): the built
+//! `kubeless` binary deploys, lists, describes, updates and deletes
+//! functions, manages HTTP triggers and autoscalers, and reads the server
+//! config from the ConfigMap of deploy/kubeless.yaml. An in-process
+//! controller-manager scoped to the test namespace turns the Function into
+//! its Deployment and HPA.
+//!
+//! `function call`, `logs` and `top` need a running pod, which this control
+//! plane cannot have (no kubelet); their request shapes are unit-tested in
+//! crates/kubeless-cli/src/client/kube.rs and the IO path runs only against
+//! a real cluster.
+//!
+//! Without `KUBECONFIG` the tests are skipped, except when `REQUIRE_K8S=1`
+//! or `CI` is set: then they fail.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::Client;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kubeless_controller::resources::{Function, HttpTrigger};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+fn required() -> bool {
+    std::env::var_os("REQUIRE_K8S").is_some_and(|v| v == "1") || std::env::var_os("CI").is_some()
+}
+
+async fn client() -> Option<Client> {
+    if std::env::var_os("KUBECONFIG").is_none() {
+        assert!(
+            !required(),
+            "REQUIRE_K8S=1/CI but KUBECONFIG is not set: start tools/k8s-harness/up.sh"
+        );
+        eprintln!("skipped: KUBECONFIG not set (tools/k8s-harness/up.sh starts a control plane)");
+        return None;
+    }
+    Some(Client::try_default().await.expect("kubeconfig is usable"))
+}
+
+async fn eventually<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The built `kubeless` (target/<profile>/kubeless).
+fn kubeless_bin() -> PathBuf {
+    if let Some(d) = std::env::var_os("KUBELESS_BIN_DIR") {
+        return PathBuf::from(d).join("kubeless");
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("kubeless");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build --workspace` first",
+        bin.display()
+    );
+    bin
+}
+
+/// Run `kubeless --backend kubernetes <args>` with extra env.
+async fn kubeless(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(kubeless_bin());
+    cmd.arg("--backend").arg("kubernetes").args(args);
+    cmd.env_remove("KUBELESS_NAMESPACE")
+        .env_remove("KUBELESS_CONFIG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    tokio::task::spawn_blocking(move || cmd.output().expect("run kubeless"))
+        .await
+        .expect("join")
+}
+
+/// Run and require success; answers stdout and stderr.
+async fn ok(args: &[&str], env: &[(&str, &str)]) -> (String, String) {
+    let out = kubeless(args, env).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        out.status.success(),
+        "kubeless {args:?} failed\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    (stdout, stderr)
+}
+
+async fn install(c: &Client) {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/kubeless.yaml"
+    ))
+    .expect("deploy/kubeless.yaml");
+    let objects: Vec<Value> = text
+        .split("\n---\n")
+        .filter_map(|d| serde_yaml::from_str::<Value>(d).ok())
+        .filter(|v| v.is_object())
+        .collect();
+    kubeless_controller::install::apply(c, &objects)
+        .await
+        .expect("deploy/kubeless.yaml applies to the API server");
+    let fns: Api<Function> = Api::all(c.clone());
+    eventually("the Function CRD to be served", 30, || async {
+        fns.list(&ListParams::default()).await.ok().map(|_| ())
+    })
+    .await;
+}
+
+/// A namespace with its own in-process controller-manager.
+struct Env {
+    client: Client,
+    ns: String,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Env {
+    async fn start(name: &str) -> Option<Env> {
+        let c = client().await?;
+        install(&c).await;
+        let ns = format!("cli-{name}-{}", std::process::id());
+        let nss: Api<Namespace> = Api::all(c.clone());
+        let _ = nss
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns"),
+            )
+            .await;
+        let mut data = kubeless_controller::settings::default_config_data();
+        data.insert("functions-namespace".into(), ns.clone());
+        let cm: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": "kubeless-config"}, "data": data}))
+                .expect("cm");
+        Api::<ConfigMap>::namespaced(c.clone(), &ns)
+            .patch(
+                "kubeless-config",
+                &PatchParams::apply("test").force(),
+                &Patch::Apply(&cm),
+            )
+            .await
+            .expect("config map");
+        let stop = CancellationToken::new();
+        let opts = kubeless_controller::Options {
+            namespace: ns.clone(),
+            config_map: "kubeless-config".into(),
+            leader_election: None,
+            identity: format!("cli-test-{name}"),
+        };
+        let (token, controller) = (stop.clone(), c.clone());
+        let task = tokio::spawn(async move {
+            kubeless_controller::run(controller, opts, token)
+                .await
+                .expect("controller-manager runs");
+        });
+        Some(Env {
+            client: c,
+            ns,
+            stop,
+            task,
+        })
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(15), self.task).await;
+        let nss: Api<Namespace> = Api::all(self.client.clone());
+        let _ = nss.delete(&self.ns, &DeleteParams::default()).await;
+    }
+}
+
+/// A kubeconfig like `KUBECONFIG` whose current context names `ns`.
+fn kubeconfig_with_namespace(dir: &Path, ns: &str) -> PathBuf {
+    let path = std::env::var("KUBECONFIG").expect("KUBECONFIG");
+    let text = std::fs::read_to_string(&path).expect("kubeconfig");
+    let mut kc: serde_yaml::Value = serde_yaml::from_str(&text).expect("kubeconfig yaml");
+    let current = kc["current-context"].as_str().expect("context").to_string();
+    let contexts = kc["contexts"].as_sequence_mut().expect("contexts");
+    for c in contexts {
+        if c["name"].as_str() == Some(current.as_str()) {
+            c["context"]["namespace"] = serde_yaml::Value::String(ns.to_string());
+        }
+    }
+    let out = dir.join("kubeconfig");
+    std::fs::write(&out, serde_yaml::to_string(&kc).expect("yaml")).expect("write kubeconfig");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_manages_functions_triggers_and_autoscalers() {
+    let Some(env) = Env::start("crud").await else {
+        return;
+    };
+    let ns = env.ns.as_str();
+    let dir = tempfile::tempdir().expect("tmp");
+    let code = dir.path().join("hello.py");
+    std::fs::write(&code, "def hello(event, context):\n    return 'hi'\n").expect("code");
+    let code = code.to_str().expect("utf-8 path");
+
+    // Deploy: the runtime is checked against kubeless/kubeless-config
+    // (deploy/kubeless.yaml), the Function is created, the controller
+    // renders its Deployment.
+    let (_, err) = ok(
+        &[
+            "function",
+            "deploy",
+            "hello",
+            "--runtime",
+            "python3.11",
+            "--handler",
+            "hello.hello",
+            "--from-file",
+            code,
+            "--label",
+            "team=a",
+            "-n",
+            ns,
+        ],
+        &[],
+    )
+    .await;
+    assert!(err.contains("Deploying function..."), "{err}");
+    let fns: Api<Function> = env.api();
+    let f = fns.get("hello").await.expect("the Function exists");
+    assert_eq!(f.spec.handler, "hello.hello");
+    assert_eq!(
+        f.metadata
+            .labels
+            .unwrap_or_default()
+            .get("team")
+            .map(String::as_str),
+        Some("a")
+    );
+    let deps: Api<Deployment> = env.api();
+    eventually("the Deployment", 60, || async {
+        deps.get_opt("hello").await.ok().flatten()
+    })
+    .await;
+
+    // ls/describe read it back; STATUS comes from the status (no kubelet:
+    // never ready).
+    let (out, _) = ok(&["function", "ls", "-n", ns], &[]).await;
+    let row = out.lines().find(|l| l.starts_with("hello")).expect("row");
+    assert!(
+        row.contains("python3.11") && row.contains("NOT READY"),
+        "{out}"
+    );
+    let (out, _) = ok(&["function", "ls", "-n", ns, "-o", "json"], &[]).await;
+    let listed: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(listed[0]["metadata"]["name"], "hello");
+    let (out, _) = ok(&["function", "describe", "hello", "-n", ns], &[]).await;
+    assert!(out.contains("hello.hello") && out.contains(ns), "{out}");
+
+    // Without -n, the current context's namespace applies (spec 1.0).
+    let kc = kubeconfig_with_namespace(dir.path(), ns);
+    let (out, _) = ok(
+        &["function", "ls"],
+        &[("KUBECONFIG", kc.to_str().expect("path"))],
+    )
+    .await;
+    assert!(out.lines().any(|l| l.starts_with("hello")), "{out}");
+
+    // Update changes the stored spec.
+    ok(
+        &[
+            "function",
+            "update",
+            "hello",
+            "--handler",
+            "hello.hello2",
+            "-n",
+            ns,
+        ],
+        &[],
+    )
+    .await;
+    let f = fns.get("hello").await.expect("get");
+    assert_eq!(f.spec.handler, "hello.hello2");
+
+    // HTTP trigger CRUD.
+    ok(
+        &[
+            "trigger",
+            "http",
+            "create",
+            "web",
+            "--function-name",
+            "hello",
+            "--hostname",
+            "hello.example.com",
+            "-n",
+            ns,
+        ],
+        &[],
+    )
+    .await;
+    let hts: Api<HttpTrigger> = env.api();
+    let ht = hts.get("web").await.expect("the HTTPTrigger exists");
+    assert_eq!(ht.spec.function_name, "hello");
+    let (out, _) = ok(&["trigger", "http", "ls", "-n", ns], &[]).await;
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("web") && l.contains("hello")),
+        "{out}"
+    );
+    ok(&["trigger", "http", "delete", "web", "-n", ns], &[]).await;
+    eventually("the HTTPTrigger to be gone", 30, || async {
+        matches!(hts.get_opt("web").await, Ok(None)).then_some(())
+    })
+    .await;
+
+    // Autoscale: stored in the Function, rendered as an autoscaling/v2 HPA.
+    let (_, err) = ok(
+        &[
+            "autoscale",
+            "create",
+            "hello",
+            "--min",
+            "2",
+            "--max",
+            "4",
+            "--value",
+            "60",
+            "-n",
+            ns,
+        ],
+        &[],
+    )
+    .await;
+    assert!(
+        err.contains("Autoscaling rule for hello submitted for deployment"),
+        "{err}"
+    );
+    let hpas: Api<HorizontalPodAutoscaler> = env.api();
+    let hpa = eventually("the HPA", 60, || async {
+        hpas.get_opt("hello").await.ok().flatten()
+    })
+    .await;
+    let v = serde_json::to_value(&hpa).expect("json");
+    assert_eq!(
+        v["spec"]["scaleTargetRef"],
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "hello"})
+    );
+    assert_eq!(
+        (
+            v["spec"]["minReplicas"].clone(),
+            v["spec"]["maxReplicas"].clone()
+        ),
+        (json!(2), json!(4))
+    );
+    assert_eq!(
+        v["spec"]["metrics"][0]["resource"]["target"],
+        json!({"type": "Utilization", "averageUtilization": 60})
+    );
+    let (out, _) = ok(&["autoscale", "list", "-n", ns], &[]).await;
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("hello"))
+        .expect("hpa row");
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cells,
+        ["hello", ns, "hello", "2", "4", "cpu", "60"],
+        "{out}"
+    );
+    let (out, _) = ok(&["autoscale", "ls", "-n", ns, "-o", "json"], &[]).await;
+    let listed: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(listed["apiVersion"], "autoscaling/v2");
+    let bad = kubeless(
+        &[
+            "autoscale",
+            "create",
+            "hello",
+            "--min",
+            "0",
+            "--value",
+            "1",
+            "-n",
+            ns,
+        ],
+        &[],
+    )
+    .await;
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("min can't be negative or zero"));
+    ok(&["autoscale", "delete", "hello", "-n", ns], &[]).await;
+    eventually("the HPA to be gone", 60, || async {
+        matches!(hpas.get_opt("hello").await, Ok(None)).then_some(())
+    })
+    .await;
+    let again = kubeless(&["autoscale", "delete", "hello", "-n", ns], &[]).await;
+    assert!(
+        String::from_utf8_lossy(&again.stderr)
+            .contains("Not found an autoscale definition for hello")
+    );
+
+    // Delete: the Function goes (the controller's finalizer cleans up).
+    ok(&["function", "delete", "hello", "-n", ns], &[]).await;
+    eventually("the Function to be gone", 60, || async {
+        matches!(fns.get_opt("hello").await, Ok(None)).then_some(())
+    })
+    .await;
+    let missing = kubeless(&["function", "describe", "hello", "-n", ns], &[]).await;
+    assert!(!missing.status.success());
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_server_config_reads_the_configmap() {
+    let Some(c) = client().await else {
+        return;
+    };
+    install(&c).await;
+    // kubeless/kubeless-config from deploy/kubeless.yaml.
+    let (_, err) = ok(&["get-server-config"], &[]).await;
+    assert!(err.contains("Current Server Config:"), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("Supported Runtimes are:"))
+        .expect("runtimes line");
+    assert!(line.contains("python3.11"), "{line}");
+
+    // KUBELESS_NAMESPACE/KUBELESS_CONFIG point elsewhere.
+    let ns = format!("cli-cfg-{}", std::process::id());
+    let nss: Api<Namespace> = Api::all(c.clone());
+    let _ = nss
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns"),
+        )
+        .await;
+    let images = json!([{"ID": "custom", "versions": [{"name": "c1", "version": "9",
+        "images": [{"phase": "runtime", "image": "example/custom:9"}]}],
+        "depName": "", "fileNameSuffix": ".c"}]);
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "my-config"},
+        "data": {"runtime-images": images.to_string()}}))
+    .expect("cm");
+    Api::<ConfigMap>::namespaced(c.clone(), &ns)
+        .create(&PostParams::default(), &cm)
+        .await
+        .expect("create config map");
+    let (_, err) = ok(
+        &["get-server-config"],
+        &[
+            ("KUBELESS_NAMESPACE", &ns),
+            ("KUBELESS_CONFIG", "my-config"),
+        ],
+    )
+    .await;
+    assert!(err.contains("Supported Runtimes are: custom9"), "{err}");
+    let missing = kubeless(
+        &["get-server-config"],
+        &[("KUBELESS_NAMESPACE", &ns), ("KUBELESS_CONFIG", "absent")],
+    )
+    .await;
+    assert!(!missing.status.success());
+    let _ = nss.delete(&ns, &DeleteParams::default()).await;
+}
