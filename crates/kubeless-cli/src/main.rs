@@ -105,6 +105,9 @@ enum Command {
     /// Call a function as a CronJobTrigger does (run by the CronJob)
     #[command(name = "cron-invoke", hide = true)]
     CronInvoke(commands::controller::CronInvokeArgs),
+    /// Build a Function's image from a file (the Kubernetes build Job)
+    #[command(name = "build-image", hide = true)]
+    BuildImage(commands::build::BuildImageArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -130,6 +133,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ControllerManager(a) => commands::controller::run(a),
         Command::Install(a) => commands::install::run(a),
         Command::CronInvoke(a) => commands::controller::cron_invoke(a),
+        Command::BuildImage(a) => commands::build::run_image(a),
     }
 }
 

@@ -75,6 +75,9 @@ pub enum ArtifactError {
     InstallTimeout { step: &'static str, limit: Duration },
     #[error("artifact preparation was interrupted")]
     Interrupted,
+    /// The function runs from an image that could not be prepared.
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
 }
 
 /// Local tools the install and compile commands name. Empty means "not

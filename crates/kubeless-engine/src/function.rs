@@ -152,7 +152,9 @@ impl Worker {
     /// Act on a (possibly) new spec; returns the artifact preparation to await.
     fn apply(&mut self, f: Function) -> Option<Preparing> {
         self.generation = f.metadata.generation;
-        let plan = match kubeless_plan::plan(&f, &self.ctx.catalogue, &self.ctx.settings) {
+        let planned = crate::image::plan(&f, &self.ctx.catalogue, &self.ctx.settings)
+            .unwrap_or_else(|| kubeless_plan::plan(&f, &self.ctx.catalogue, &self.ctx.settings));
+        let plan = match planned {
             Ok(p) => Arc::new(p),
             Err(e) => {
                 self.error = Some(e.to_string());
@@ -179,15 +181,20 @@ impl Worker {
     }
 
     fn prepare(&self, plan: Arc<FunctionPlan>) -> Preparing {
-        let artifacts = self.ctx.artifacts.clone();
-        let logs = self.ctx.logs.clone();
+        let ctx = self.ctx.clone();
         let (ns, name) = (self.ns.clone(), self.name.clone());
         Box::pin(async move {
-            let result = artifacts
-                .prepare(&plan, |msg| {
-                    logs.push(&ns, &name, format!("kubeless: {msg}").as_bytes())
-                })
-                .await;
+            let note = |msg: &str| {
+                ctx.logs
+                    .push(&ns, &name, format!("kubeless: {msg}").as_bytes())
+            };
+            let result = if crate::image::image_of(&plan).is_some() {
+                crate::image::prepare(&ctx, &plan, note)
+                    .await
+                    .map_err(ArtifactError::from)
+            } else {
+                ctx.artifacts.prepare(&plan, note).await
+            };
             (plan, result)
         })
     }

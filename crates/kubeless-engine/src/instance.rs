@@ -353,6 +353,9 @@ async fn command(
     port: u16,
     scratch: &Path,
 ) -> Result<Command, String> {
+    if crate::image::is_image_root(&spec.artifact) {
+        return crate::image::command(ctx, spec, port, scratch).await;
+    }
     let plan = &spec.plan;
     tokio::fs::create_dir_all(scratch.join("home"))
         .await

@@ -6,6 +6,7 @@
 //! - [`reconcile`] and [`function`]: one worker per Function turning its
 //!   plan into running instances, with status;
 //! - [`artifact`]: code decoded and dependencies installed once per checksum;
+//! - [`image`]: functions run from an OCI image (pulled, unpacked, sandboxed);
 //! - [`instance`]: a supervised `kubeless-runtime` process, with
 //!   [`limits`] (memory cgroups) and [`secrets`] (secret files);
 //! - [`gateway`]: routes `/<namespace>/<function>` and HTTP triggers to
@@ -18,6 +19,7 @@ pub mod api;
 pub mod artifact;
 pub mod function;
 pub mod gateway;
+pub mod image;
 pub mod instance;
 pub mod limits;
 pub mod logs;

@@ -51,6 +51,8 @@ pub enum FunctionCommand {
     /// Print the metrics of the functions
     #[command(visible_alias = "stats")]
     Top(TopArgs),
+    /// build the function's OCI image and push it to a registry
+    Build(super::build::BuildArgs),
 }
 
 /// Flags shared by deploy and update.
@@ -261,6 +263,7 @@ pub fn run(ctx: &Context, cmd: FunctionCommand) -> anyhow::Result<()> {
         FunctionCommand::Call(a) => call(ctx, a),
         FunctionCommand::Logs(a) => logs(ctx, a),
         FunctionCommand::Top(a) => top(ctx, a),
+        FunctionCommand::Build(a) => super::build::run(ctx, a),
     }
 }
 

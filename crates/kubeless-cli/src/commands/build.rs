@@ -1,0 +1,325 @@
+//! `kubeless function build NAME`: build a function's OCI image and push it
+//! to one or more registries, without a daemon. `kubeless build-image`
+//! (hidden) is the same build for a Function read from a file, which is what
+//! a Kubernetes build Job runs.
+//!
+//! Order, so nothing expensive happens when the registry already has the
+//! image: validate every flag and read the docker config; plan the
+//! Function; per registry, fetch the base image's manifest and config and
+//! compute the tag; if the tag exists with the same build key, stop there.
+//! Otherwise prepare the artifact (the artifact cache of
+//! `$KUBELESS_HOME/server/artifacts`, shared with `kubeless server`, so a
+//! function the server already runs is not installed again), make the layer
+//! once, and push.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, anyhow, bail};
+use clap::Args;
+use kubeless_api::{Function, Kind};
+use kubeless_builder::auth::DockerConfig;
+use kubeless_builder::build::{self, BuildSpec, Existing};
+use kubeless_builder::layer::{self, Layer};
+use kubeless_builder::reference::{Destination, ImageRef};
+use kubeless_builder::registry::{ClientOptions, RegistryClient};
+use kubeless_engine::artifact::{ArtifactCache, Tools};
+use kubeless_plan::expand::expand;
+use kubeless_plan::{Catalogue, FunctionPlan, Settings};
+
+use super::{Context, namespace};
+use crate::client::get_as;
+use crate::config::{ProcessEnv, kubeless_home};
+use crate::log;
+
+/// Where the base images put the runtime host.
+pub const ENTRYPOINT: &str = "/usr/local/bin/kubeless-runtime";
+/// Where the function layer puts the artifact.
+pub const INSTALL_VOLUME: &str = "/kubeless";
+
+/// Flags shared by `function build` and `build-image`.
+#[derive(Debug, Args)]
+pub struct BuildFlags {
+    /// Registry to push to, HOST[:PORT][/PREFIX]; repeat to push to several
+    #[arg(
+        long = "registry",
+        env = "KUBELESS_REGISTRY",
+        required = true,
+        value_delimiter = ','
+    )]
+    registries: Vec<String>,
+    /// Speak plain HTTP to the registries (function-registry-tls-verify: "false")
+    #[arg(long)]
+    insecure: bool,
+    /// Docker config JSON with the registry credentials (.dockerconfigjson); default ~/.docker/config.json when it exists
+    #[arg(long = "docker-config", env = "KUBELESS_DOCKER_CONFIG")]
+    docker_config: Option<PathBuf>,
+    /// Base image; default <registry>/kubeless/base-<language>:<version> (e.g. base-python:3.11)
+    #[arg(long = "base-image")]
+    base_image: Option<String>,
+}
+
+/// `kubeless function build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Function to build
+    name: String,
+    /// Specify namespace for the function
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+    #[command(flatten)]
+    flags: BuildFlags,
+}
+
+/// `kubeless build-image` (the Kubernetes build Job).
+#[derive(Debug, Args)]
+pub struct BuildImageArgs {
+    /// The Function as JSON or YAML
+    #[arg(long = "function-file")]
+    function_file: PathBuf,
+    #[command(flatten)]
+    flags: BuildFlags,
+}
+
+/// The validated flags.
+struct Options {
+    destinations: Vec<Destination>,
+    insecure: bool,
+    credentials: DockerConfig,
+    base_image: Option<ImageRef>,
+}
+
+impl BuildFlags {
+    fn validate(&self) -> anyhow::Result<Options> {
+        let destinations = self
+            .registries
+            .iter()
+            .filter(|r| !r.trim().is_empty())
+            .map(|r| Destination::parse(r.trim()))
+            .collect::<Result<Vec<_>, _>>()?;
+        if destinations.is_empty() {
+            bail!("--registry is required");
+        }
+        let base_image = self
+            .base_image
+            .as_deref()
+            .map(ImageRef::parse)
+            .transpose()?;
+        let credentials = match &self.docker_config {
+            Some(p) => DockerConfig::load(p)?,
+            None => match std::env::var_os("HOME")
+                .map(|h| PathBuf::from(h).join(".docker/config.json"))
+                .filter(|p| p.is_file())
+            {
+                Some(p) => DockerConfig::load(&p)?,
+                None => DockerConfig::default(),
+            },
+        };
+        Ok(Options {
+            destinations,
+            insecure: self.insecure,
+            credentials,
+            base_image,
+        })
+    }
+}
+
+pub fn run(ctx: &Context, a: BuildArgs) -> anyhow::Result<()> {
+    let opts = a.flags.validate()?;
+    let ns = namespace(&a.namespace);
+    let f: Function = get_as(ctx.backend()?.as_ref(), Kind::Function, &ns, &a.name)?;
+    build_function(f, opts)
+}
+
+pub fn run_image(a: BuildImageArgs) -> anyhow::Result<()> {
+    let opts = a.flags.validate()?;
+    let text = std::fs::read_to_string(&a.function_file)
+        .with_context(|| format!("read {}", a.function_file.display()))?;
+    let objects = crate::manifest::parse(&text, None)?;
+    let object = objects
+        .into_iter()
+        .find(|o| o.kind == Kind::Function)
+        .ok_or_else(|| anyhow!("{} holds no Function", a.function_file.display()))?;
+    let f: Function = serde_json::from_value(object.object)?;
+    build_function(f, opts)
+}
+
+/// The image's environment: the plan's, `$(VAR)` references expanded the
+/// way Kubernetes does, with the install volume at `/kubeless`.
+fn image_env(plan: &FunctionPlan) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    for var in &plan.env {
+        let value = match var.name.as_str() {
+            "KUBELESS_INSTALL_VOLUME" => INSTALL_VOLUME.to_string(),
+            _ => expand(&var.value, |name| {
+                env.iter()
+                    .rev()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+            }),
+        };
+        env.push((var.name.clone(), value));
+    }
+    env.push((
+        "KUBELESS_RUNTIME_LANGUAGE".into(),
+        plan.runtime.language.as_str().into(),
+    ));
+    env
+}
+
+fn build_function(f: Function, opts: Options) -> anyhow::Result<()> {
+    let plan = kubeless_plan::plan(&f, &Catalogue::embedded(), &Settings::default())?;
+    let env = image_env(&plan);
+    let mut insecure = BTreeSet::new();
+    if opts.insecure {
+        insecure.extend(opts.destinations.iter().map(|d| d.host.clone()));
+        if let Some(b) = &opts.base_image {
+            insecure.insert(b.host.clone());
+        }
+    }
+    let client = RegistryClient::new(ClientOptions {
+        credentials: opts.credentials,
+        insecure,
+        retry: Default::default(),
+    })?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    rt.block_on(async {
+        let mut layer: Option<Layer> = None;
+        for dest in &opts.destinations {
+            let base = match &opts.base_image {
+                Some(b) => b.clone(),
+                None => ImageRef::parse(&format!(
+                    "{}/kubeless/base-{}:{}",
+                    dest.host, plan.runtime.id, plan.runtime.version
+                ))?,
+            };
+            let spec = BuildSpec {
+                namespace: plan.namespace.clone(),
+                name: plan.name.clone(),
+                destination: dest.clone(),
+                base,
+                artifact_key: plan.artifact_key.clone(),
+                runtime: plan.runtime.runtime.clone(),
+                env: env.clone(),
+                entrypoint: vec![ENTRYPOINT.to_string()],
+                working_dir: INSTALL_VOLUME.to_string(),
+            };
+            let resolved = build::resolve(&client, spec).await?;
+            if let Existing::UpToDate { digest } = build::check(&client, &resolved).await? {
+                log::log(
+                    log::Level::Info,
+                    &format!("Image {} is up to date ({digest})", resolved.target),
+                );
+                println!("{}", resolved.target);
+                continue;
+            }
+            if layer.is_none() {
+                layer = Some(make_layer(&plan).await?);
+            }
+            let Some(l) = layer.as_ref() else {
+                bail!("the function layer was not built");
+            };
+            let report = build::push(&client, &resolved, l).await?;
+            log::log(
+                log::Level::Info,
+                &format!(
+                    "Image {} pushed ({}; {} blobs uploaded, {} mounted, {} already there)",
+                    report.reference,
+                    report.manifest_digest,
+                    report.uploaded,
+                    report.mounted,
+                    report.present
+                ),
+            );
+            println!("{}", report.reference);
+        }
+        Ok(())
+    })
+}
+
+/// Prepare the artifact and tar it as the `/kubeless` layer.
+async fn make_layer(plan: &FunctionPlan) -> anyhow::Result<Layer> {
+    let home = kubeless_home(&ProcessEnv);
+    let cache = ArtifactCache::new(home.join("server").join("artifacts"), local_tools());
+    let dir = cache
+        .prepare(plan, |msg| log::log(log::Level::Info, msg))
+        .await
+        .map_err(|e| anyhow!(error_chain(&e)))?;
+    let layer = tokio::task::spawn_blocking(move || layer::from_dir(&dir, "kubeless"))
+        .await
+        .context("build the function layer")??;
+    Ok(layer)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// The installers and compilers on this machine, as `kubeless server`
+/// finds them.
+fn local_tools() -> Tools {
+    let which = |name: &str| -> String {
+        std::env::var_os("PATH")
+            .and_then(|path| {
+                std::env::split_paths(&path)
+                    .map(|d| d.join(name))
+                    .find(|p| p.is_file())
+            })
+            .map(|p| p.to_string_lossy().to_string())
+            .unwrap_or_default()
+    };
+    let runtime_bin = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("kubeless-runtime")))
+        .map(|p| p.to_string_lossy().to_string())
+        .unwrap_or_else(|| "kubeless-runtime".into());
+    Tools {
+        python: which("python3"),
+        node: which("node"),
+        npm: which("npm"),
+        runtime_bin,
+        bundle: which("bundle"),
+        composer: which("composer"),
+        go: which("go"),
+        javac: which("javac"),
+        mvn: which("mvn"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_env_expands_the_install_volume() {
+        let f: Function = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "hello", "namespace": "default"},
+            "spec": {"handler": "hello.foo", "runtime": "python3.11", "function": "x",
+                     "deployment": {"spec": {"template": {"spec": {"containers": [
+                        {"env": [{"name": "A", "value": "1"}]}]}}}}}
+        }))
+        .unwrap();
+        let plan = kubeless_plan::plan(&f, &Catalogue::embedded(), &Settings::default()).unwrap();
+        let env = image_env(&plan);
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("A"), Some("1"));
+        assert_eq!(get("FUNC_HANDLER"), Some("foo"));
+        assert_eq!(get("KUBELESS_INSTALL_VOLUME"), Some("/kubeless"));
+        assert_eq!(
+            get("PYTHONPATH"),
+            Some("/kubeless/.python_packages:/kubeless")
+        );
+        assert_eq!(get("KUBELESS_RUNTIME_LANGUAGE"), Some("python"));
+    }
+}
