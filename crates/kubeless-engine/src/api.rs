@@ -182,8 +182,30 @@ async fn version() -> Json<Value> {
 }
 
 async fn config(State(st): State<ApiState>) -> Json<Value> {
+    // `runtimes` stays the list a Kubeless client checks against; the
+    // runtimes that would need a toolchain installed come separately, with
+    // how to install it, so a client can say so instead of "Invalid runtime".
+    let catalogue = &st.ctx.catalogue;
+    let unavailable: Vec<Value> = catalogue
+        .unavailable
+        .iter()
+        .map(|r| {
+            json!({
+                "language": r.language.as_str(),
+                "runtimes": r.versions.iter().map(|v| format!("{}{v}", r.id)).collect::<Vec<_>>(),
+                "hint": r.language.toolchain_hint(),
+            })
+        })
+        .collect();
+    let installed: serde_json::Map<String, Value> = catalogue
+        .installed
+        .iter()
+        .map(|(l, v)| (l.as_str().to_string(), json!(v)))
+        .collect();
     Json(json!({
-        "runtimes": st.ctx.catalogue.names(),
+        "runtimes": catalogue.names(),
+        "unavailableRuntimes": unavailable,
+        "installedToolchains": installed,
         "gateway": st.gateway_url,
         "home": st.ctx.home.to_string_lossy(),
         "memoryLimitsEnforced": st.ctx.instance.limits.enforced(),
@@ -375,6 +397,21 @@ fn admit(
                 .entry("created-by".into())
                 .or_insert_with(|| "kubeless".into());
             f.metadata.labels.entry("function".into()).or_insert(name);
+            // A known runtime whose toolchain is missing gets how to install
+            // it, not "unknown runtime" (functions running from an image
+            // bring their own runtime).
+            if f.spec
+                .deployment
+                .pointer("/spec/template/spec/containers/0/image")
+                .is_none()
+                && let Some(reason) = st.ctx.catalogue.unavailable_reason(&f.spec.runtime)
+            {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Invalid",
+                    reason,
+                ));
+            }
             validate::validate_function(&f, &st.ctx.catalogue.names())?;
             obj = serde_json::to_value(&f).map_err(parse_err)?;
         }

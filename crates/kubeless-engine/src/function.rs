@@ -309,7 +309,15 @@ impl Worker {
             replicas,
             ready_replicas: ready,
             reason: reason.clone(),
-            message: String::new(),
+            // What the plan could not honour (a legacy runtime id on the
+            // installed toolchain, say), for `describe`.
+            message: self
+                .active
+                .as_ref()
+                .map(|s| &s.plan)
+                .or(self.wanted.as_ref())
+                .map(|p| p.warnings.join("; "))
+                .unwrap_or_default(),
             observed_generation: self.generation,
             conditions: vec![Condition {
                 type_: "Ready".into(),

@@ -397,7 +397,11 @@ async fn command(
             ),
         }
     }
-    argv.push(ctx.runtime_bin.clone().into_os_string());
+    match &plan.server {
+        // A custom runtime: the function's own server takes the host's place.
+        Some(server) => argv.extend(custom_server(server, &spec.artifact).await?),
+        None => argv.push(ctx.runtime_bin.clone().into_os_string()),
+    }
     let mut cmd = match ctx
         .limits
         .wrap(&scratch_name(scratch), plan.memory_limit_bytes)
@@ -581,7 +585,13 @@ pub async fn reap_leftovers(run_root: &Path) {
             let cmdline = tokio::fs::read(format!("/proc/{pid}/cmdline"))
                 .await
                 .unwrap_or_default();
-            if String::from_utf8_lossy(&cmdline).contains("kubeless-runtime") {
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            // A custom runtime's server is the function's program (or its
+            // interpreter running it) from the artifact directory.
+            let artifacts = run_root.with_file_name("artifacts");
+            if cmdline.contains("kubeless-runtime")
+                || cmdline.contains(artifacts.to_string_lossy().as_ref())
+            {
                 tracing::info!(pid, "stopping an instance left by a previous server");
                 let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
             }
@@ -617,4 +627,42 @@ async fn healthy(addr: SocketAddr) -> bool {
         tokio::time::timeout(Duration::from_secs(2), check).await,
         Ok(Some(true))
     )
+}
+
+/// The program line of a custom runtime's server: the function's
+/// executable in the artifact directory, then the plan's arguments.
+async fn custom_server(
+    server: &kubeless_plan::CommandLine,
+    artifact: &Path,
+) -> Result<Vec<std::ffi::OsString>, String> {
+    let dir = artifact.to_string_lossy().to_string();
+    let lookup = |name: &str| (name == "KUBELESS_INSTALL_VOLUME").then(|| dir.clone());
+    let program = PathBuf::from(expand(&server.program, lookup));
+    let shown = program
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let meta = tokio::fs::metadata(&program)
+        .await
+        .ok()
+        .filter(|m| m.is_file())
+        .ok_or_else(|| {
+            format!(
+                "custom runtime: the code has no file {shown:?} to run; the handler's module names the server executable"
+            )
+        })?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode();
+        // Code deployed as a single file is written without execute bits;
+        // the `custom` runtime says it is the program to run.
+        if mode & 0o111 == 0 {
+            tokio::fs::set_permissions(&program, std::fs::Permissions::from_mode(mode | 0o755))
+                .await
+                .map_err(|e| format!("custom runtime: make {shown} executable: {e}"))?;
+        }
+    }
+    let mut argv = vec![program.into_os_string()];
+    argv.extend(server.args.iter().map(|a| expand(a, lookup).into()));
+    Ok(argv)
 }

@@ -81,10 +81,10 @@ impl ServerOptions {
             )));
         }
         let mut langs = Vec::new();
-        if self.python.is_some() {
+        if present(&self.python) {
             langs.push(Language::Python);
         }
-        if self.node.is_some() {
+        if present(&self.node) {
             langs.push(Language::Nodejs);
         }
         langs.extend(self.toolchains.languages());
@@ -118,16 +118,16 @@ impl Toolchains {
     /// as an install error instead.
     pub fn languages(&self) -> Vec<Language> {
         let mut out = Vec::new();
-        if self.ruby.is_some() {
+        if present(&self.ruby) {
             out.push(Language::Ruby);
         }
-        if self.php.is_some() {
+        if present(&self.php) {
             out.push(Language::Php);
         }
-        if self.go.is_some() {
+        if present(&self.go) {
             out.push(Language::Go);
         }
-        if self.java.is_some() && self.javac.is_some() {
+        if present(&self.java) && present(&self.javac) {
             out.push(Language::Java);
         }
         out
@@ -146,9 +146,105 @@ impl Toolchains {
     }
 }
 
+/// Whether a tool setting names a program that exists. A flag such as
+/// `--ruby /opt/ruby/bin/ruby` is taken as given, so a wrong path must make
+/// the language unavailable (with how to install it) instead of failing at
+/// every deploy; a bare name is looked up on `PATH`.
+fn present(tool: &Option<String>) -> bool {
+    let Some(tool) = tool.as_deref().filter(|t| !t.is_empty()) else {
+        return false;
+    };
+    if tool.contains('/') {
+        return Path::new(tool).is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(tool).is_file()))
+}
+
+/// The version of each language's installed toolchain, read concurrently
+/// with a short bound: it only words the legacy-runtime warning, so a slow
+/// or odd `--version` leaves it empty rather than delaying the start.
+async fn installed_versions(
+    opts: &ServerOptions,
+    langs: &[Language],
+) -> std::collections::BTreeMap<Language, String> {
+    let tool = |l: Language| -> Option<(String, &'static str)> {
+        let (program, arg) = match l {
+            Language::Python => (opts.python.clone(), "--version"),
+            Language::Nodejs => (opts.node.clone(), "--version"),
+            Language::Ruby => (opts.toolchains.ruby.clone(), "--version"),
+            Language::Php => (opts.toolchains.php.clone(), "--version"),
+            Language::Go => (opts.toolchains.go.clone(), "version"),
+            Language::Java => (opts.toolchains.java.clone(), "-version"),
+            Language::Custom => (None, ""),
+        };
+        Some((program?, arg))
+    };
+    let probes = langs.iter().filter_map(|&l| {
+        let (program, arg) = tool(l)?;
+        Some(async move {
+            let run = tokio::process::Command::new(&program)
+                .arg(arg)
+                .stdin(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .output();
+            let version = match tokio::time::timeout(Duration::from_secs(3), run).await {
+                Ok(Ok(out)) => {
+                    let mut text = String::from_utf8_lossy(&out.stdout).to_string();
+                    text.push('\n');
+                    text.push_str(&String::from_utf8_lossy(&out.stderr));
+                    parse_version(l, &text)
+                }
+                _ => String::new(),
+            };
+            (l, version)
+        })
+    });
+    futures_util::future::join_all(probes)
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// `Python 3.11.2`, `v18.19.0`, `ruby 3.1.2p20`, `PHP 8.2.7`,
+/// `go version go1.26.0`, `openjdk version "17.0.9"` -> `3.11`, `18`,
+/// `3.1`, `8.2`, `1.26`, `17`. Node.js and Java are known by their major.
+fn parse_version(language: Language, text: &str) -> String {
+    let Some(version) = text.split_whitespace().find_map(|token| {
+        let t = token.trim_matches('"');
+        let t = t
+            .strip_prefix("go")
+            .or_else(|| t.strip_prefix('v'))
+            .unwrap_or(t);
+        let digits: String = t
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        digits
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit())
+            .then_some(digits)
+    }) else {
+        return String::new();
+    };
+    let parts: Vec<&str> = version.split('.').filter(|p| !p.is_empty()).collect();
+    let keep = match language {
+        Language::Nodejs => 1,
+        // Java 8 calls itself 1.8.0_392.
+        Language::Java if parts.first() != Some(&"1") => 1,
+        _ => 2,
+    };
+    parts[..keep.min(parts.len())].join(".")
+}
+
 /// Run the embedded server until `shutdown` is cancelled.
 pub async fn serve(opts: ServerOptions, shutdown: CancellationToken) -> Result<(), EngineError> {
     let langs = opts.validate()?;
+    let versions = {
+        let (opts, langs) = (opts.clone(), langs.clone());
+        tokio::spawn(async move { installed_versions(&opts, &langs).await })
+    };
     let server_dir = opts.home.join("server");
     let run_root = server_dir.join("run");
     for dir in [
@@ -239,7 +335,18 @@ pub async fn serve(opts: ServerOptions, shutdown: CancellationToken) -> Result<(
                 mvn: opts.toolchains.mvn.clone().unwrap_or_default(),
             },
         ),
-        catalogue: Catalogue::embedded().restricted_to(&langs),
+        catalogue: {
+            let mut catalogue = Catalogue::embedded().restricted_to(&langs);
+            catalogue.installed = versions.await.unwrap_or_default();
+            for entry in &catalogue.unavailable {
+                tracing::info!(
+                    "{} runtimes are not available: {}",
+                    entry.language.display_name(),
+                    entry.language.toolchain_hint()
+                );
+            }
+            catalogue
+        },
         settings: Settings::default(),
         instance: InstanceCtx {
             runtime_bin: opts.runtime_bin.clone(),
@@ -374,4 +481,45 @@ async fn write_client_config(
     tokio::task::spawn_blocking(move || write_private(&path, &bytes))
         .await
         .map_err(|e| EngineError::Config(e.to_string()))?
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::*;
+
+    #[test]
+    fn toolchain_versions_are_read_from_their_banners() {
+        assert_eq!(parse_version(Language::Python, "Python 3.11.2\n"), "3.11");
+        assert_eq!(parse_version(Language::Nodejs, "v18.19.0\n"), "18");
+        assert_eq!(
+            parse_version(
+                Language::Ruby,
+                "ruby 3.1.2p20 (2022-04-12 revision 4491bb740a) [x86_64-linux-gnu]"
+            ),
+            "3.1"
+        );
+        assert_eq!(
+            parse_version(Language::Php, "PHP 8.2.7 (cli) (built: Jun  9 2023)"),
+            "8.2"
+        );
+        assert_eq!(
+            parse_version(Language::Go, "go version go1.26.0 linux/amd64"),
+            "1.26"
+        );
+        assert_eq!(
+            parse_version(
+                Language::Java,
+                "openjdk version \"17.0.9\" 2023-10-17\nOpenJDK Runtime"
+            ),
+            "17"
+        );
+        assert_eq!(
+            parse_version(Language::Java, "java version \"1.8.0_392\""),
+            "1.8"
+        );
+        assert_eq!(parse_version(Language::Ruby, "command not found"), "");
+        assert!(!present(&Some("/nonexistent/ruby".into())));
+        assert!(present(&Some("sh".into())));
+        assert!(!present(&None));
+    }
 }

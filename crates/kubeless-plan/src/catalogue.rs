@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::{CommandLine, EnvVar};
 
 /// A language the runtime host has a worker for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Language {
     Python,
@@ -25,6 +25,10 @@ pub enum Language {
     Php,
     Go,
     Java,
+    /// The function brings its own server (runtime id `custom`): an
+    /// executable in the code, named by the handler's module, that listens
+    /// on `FUNC_PORT` and answers `/healthz`.
+    Custom,
 }
 
 impl Language {
@@ -37,6 +41,62 @@ impl Language {
             Language::Php => "php",
             Language::Go => "go",
             Language::Java => "java",
+            Language::Custom => "custom",
+        }
+    }
+
+    /// The language as people write it, for messages.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Language::Python => "Python",
+            Language::Nodejs => "Node.js",
+            Language::Ruby => "Ruby",
+            Language::Php => "PHP",
+            Language::Go => "Go",
+            Language::Java => "Java",
+            Language::Custom => "custom",
+        }
+    }
+
+    /// How to make a missing toolchain available, for the message of a
+    /// runtime that cannot run on this machine.
+    pub fn toolchain_hint(self) -> &'static str {
+        match self {
+            Language::Python => {
+                "install Python (apt-get install python3 python3-pip) or point --python at it, and restart kubeless server"
+            }
+            Language::Nodejs => {
+                "install Node.js (apt-get install nodejs npm) or point --node at it, and restart kubeless server"
+            }
+            Language::Ruby => {
+                "install Ruby (apt-get install ruby ruby-bundler) or point --ruby at it, and restart kubeless server"
+            }
+            Language::Php => {
+                "install PHP (apt-get install php-cli composer) or point --php at it, and restart kubeless server"
+            }
+            Language::Go => {
+                "install Go (https://go.dev/dl/ or apt-get install golang-go) or point --go at it, and restart kubeless server"
+            }
+            Language::Java => {
+                "install a JDK (apt-get install openjdk-17-jdk-headless maven) or point --java at it, and restart kubeless server"
+            }
+            // Nothing to install: the function carries its server.
+            Language::Custom => "",
+        }
+    }
+
+    /// Kubeless's runtime versions that embedded mode runs on whatever
+    /// toolchain is installed, which is worth a warning: the code was
+    /// written for an older language.
+    pub fn is_legacy(self, version: &str) -> bool {
+        match self {
+            Language::Python => matches!(version, "3.6" | "3.7" | "3.8"),
+            Language::Nodejs => matches!(version, "10" | "12" | "14"),
+            Language::Ruby => version.starts_with("2."),
+            Language::Php => version.starts_with("7."),
+            Language::Go => matches!(version, "1.13" | "1.14"),
+            Language::Java => matches!(version, "1.8" | "11"),
+            Language::Custom => false,
         }
     }
 
@@ -49,6 +109,9 @@ impl Language {
             Language::Php => ("composer.json", ".php"),
             Language::Go => ("go.mod", ".go"),
             Language::Java => ("pom.xml", ".java"),
+            // The executable is the module name as is; dependencies come in
+            // the archive.
+            Language::Custom => ("", ""),
         }
     }
 
@@ -63,7 +126,7 @@ impl Language {
             // Gems bundler installed from vendor/cache; the machine's own
             // gems stay on the default GEM_PATH.
             Language::Ruby => ("GEM_HOME", RUBY_GEM_HOME),
-            Language::Php | Language::Go | Language::Java => return Vec::new(),
+            Language::Php | Language::Go | Language::Java | Language::Custom => return Vec::new(),
         };
         vec![EnvVar {
             name: name.to_string(),
@@ -199,7 +262,7 @@ impl Language {
                 ]),
                 env: Vec::new(),
             },
-            Language::Go | Language::Java => return None,
+            Language::Go | Language::Java | Language::Custom => return None,
         })
     }
 }
@@ -230,9 +293,20 @@ pub struct RuntimeEntry {
 }
 
 /// The runtimes a platform offers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Catalogue {
     pub runtimes: Vec<RuntimeEntry>,
+    /// Known runtimes whose toolchain is missing here: they resolve to
+    /// [`PlanError::Unavailable`](crate::PlanError::Unavailable) with how
+    /// to install it, not to "unknown runtime".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unavailable: Vec<RuntimeEntry>,
+    /// The version of each language's installed toolchain (embedded mode;
+    /// empty when it could not be read). A language listed here runs every
+    /// runtime version on that toolchain, so legacy ids get a warning; in
+    /// Kubernetes mode the map is empty and the version picks the image.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub installed: std::collections::BTreeMap<Language, String>,
 }
 
 impl Catalogue {
@@ -276,14 +350,49 @@ impl Catalogue {
                     versions: v(&["1.8", "11", "17", "21"]),
                     language: Language::Java,
                 },
+                // `custom` has no version: the function's own server.
+                RuntimeEntry {
+                    id: "custom".into(),
+                    versions: v(&[""]),
+                    language: Language::Custom,
+                },
             ],
+            ..Catalogue::default()
         }
     }
 
-    /// Only the entries whose language is in `available`.
+    /// Only the entries whose language is in `available` (custom runtimes
+    /// need nothing installed, so they always stay); the others move to
+    /// [`Catalogue::unavailable`].
     pub fn restricted_to(mut self, available: &[Language]) -> Catalogue {
-        self.runtimes.retain(|r| available.contains(&r.language));
+        let (keep, gone): (Vec<_>, Vec<_>) = self
+            .runtimes
+            .into_iter()
+            .partition(|r| r.language == Language::Custom || available.contains(&r.language));
+        self.runtimes = keep;
+        self.unavailable.extend(gone);
         self
+    }
+
+    /// The language of a known runtime string whose toolchain is missing.
+    pub fn unavailable_language(&self, runtime: &str) -> Option<Language> {
+        self.unavailable.iter().find_map(|r| {
+            let version = runtime.strip_prefix(r.id.as_str())?;
+            r.versions
+                .iter()
+                .any(|v| v == version)
+                .then_some(r.language)
+        })
+    }
+
+    /// The one-line reason a known runtime cannot run here.
+    pub fn unavailable_reason(&self, runtime: &str) -> Option<String> {
+        self.unavailable_language(runtime).map(|l| {
+            format!(
+                "runtime {runtime} is not available on this machine: {}",
+                l.toolchain_hint()
+            )
+        })
     }
 
     /// Every valid runtime string, in catalogue order.
@@ -308,7 +417,7 @@ impl Catalogue {
                 version: version.to_string(),
                 language: r.language,
                 suffix: suffix.to_string(),
-                dep_name: Some(dep.to_string()),
+                dep_name: (!dep.is_empty()).then(|| dep.to_string()),
             })
         })
     }

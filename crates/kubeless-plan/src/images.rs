@@ -196,6 +196,9 @@ impl RuntimeImages {
             runtimes: embedded
                 .runtimes
                 .iter()
+                // A custom runtime is the function's own image
+                // (`--runtime-image`) on Kubernetes.
+                .filter(|r| r.language != Language::Custom)
                 .map(|r| {
                     let (dep, suffix) = r.language.files();
                     RuntimeImage {
@@ -278,7 +281,13 @@ impl RuntimeImages {
                 None => unsupported.push(r.id.clone()),
             }
         }
-        (Catalogue { runtimes }, unsupported)
+        (
+            Catalogue {
+                runtimes,
+                ..Catalogue::default()
+            },
+            unsupported,
+        )
     }
 }
 
@@ -347,7 +356,12 @@ mod tests {
     #[test]
     fn defaults_cover_the_embedded_catalogue() {
         let d = RuntimeImages::defaults();
-        assert_eq!(d.names(), Catalogue::embedded().names());
+        let embedded: Vec<String> = Catalogue::embedded()
+            .names()
+            .into_iter()
+            .filter(|n| n != "custom")
+            .collect();
+        assert_eq!(d.names(), embedded);
         let (_, py) = d.resolve("python3.11").expect("python3.11");
         assert_eq!(
             py.phase("runtime").map(|p| p.image.as_str()),
@@ -358,7 +372,7 @@ mod tests {
         assert!(go.phase("compilation").is_some());
         let (cat, unsupported) = d.catalogue();
         assert!(unsupported.is_empty());
-        assert_eq!(cat.names(), Catalogue::embedded().names());
+        assert_eq!(cat.names(), embedded);
         assert_eq!(language_of("nodejs_distroless"), Some(Language::Nodejs));
         assert_eq!(language_of("dotnetcore"), None);
     }

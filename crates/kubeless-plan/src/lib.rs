@@ -124,6 +124,11 @@ pub struct FunctionPlan {
     pub labels: BTreeMap<String, String>,
     /// Things the plan could not honour here, for the function's status.
     pub warnings: Vec<String>,
+    /// The function's own server (runtime `custom`), started in place of
+    /// the runtime host with the same environment, in the artifact
+    /// directory. `None` for the built-in languages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<CommandLine>,
 }
 
 /// Why a Function cannot be planned.
@@ -133,6 +138,10 @@ pub enum PlanError {
     Handler(String),
     #[error("unknown runtime {runtime:?}; supported runtimes are: {supported}")]
     UnknownRuntime { runtime: String, supported: String },
+    /// A known runtime whose toolchain is not installed here; the message
+    /// says how to install it.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(
         "custom runtime image {0:?} cannot run in embedded mode; deploy with --runtime, or use Kubernetes mode"
     )]
@@ -166,14 +175,42 @@ pub fn plan(
         return Err(PlanError::CustomImage(image.to_string()));
     }
     let (module, function_name) = split_handler(&f.spec.handler)?;
-    let runtime = catalogue
-        .resolve(&f.spec.runtime)
-        .ok_or_else(|| PlanError::UnknownRuntime {
-            runtime: f.spec.runtime.clone(),
-            supported: catalogue.names().join(", "),
-        })?;
+    let runtime = catalogue.resolve(&f.spec.runtime).ok_or_else(|| {
+        match catalogue.unavailable_reason(&f.spec.runtime) {
+            Some(reason) => PlanError::Unavailable(reason),
+            None => PlanError::UnknownRuntime {
+                runtime: f.spec.runtime.clone(),
+                supported: catalogue.names().join(", "),
+            },
+        }
+    })?;
     let timeout_secs = parse_timeout(&f.spec.timeout)?;
     let mut warnings = Vec::new();
+    if let Some(installed) = catalogue.installed.get(&runtime.language)
+        && runtime.language.is_legacy(&runtime.version)
+    {
+        let lang = runtime.language.display_name();
+        let on = if installed.is_empty() {
+            format!("the installed {lang}")
+        } else {
+            format!("the installed {lang} {installed}")
+        };
+        warnings.push(format!(
+            "runtime {} runs on {on} (Kubeless's older versions all run on the toolchain installed here)",
+            runtime.runtime
+        ));
+    }
+    let custom = runtime.language == Language::Custom;
+    // The module names the executable in the code directory; a path there
+    // could start a program outside it.
+    if custom && (module.contains('/') || module.contains('\\')) {
+        return Err(PlanError::Handler(f.spec.handler.clone()));
+    }
+    if custom && !f.spec.deps.trim().is_empty() {
+        warnings.push(
+            "spec.deps is ignored by the custom runtime: ship the server's dependencies in the code archive".into(),
+        );
+    }
 
     let memory_limit = c0
         .and_then(|c| str_at(c, "/resources/limits/memory"))
@@ -252,6 +289,11 @@ pub fn plan(
     // the artifact is; every other language looks it up at start.
     let compiled_handler = (runtime.language == Language::Go).then_some(function_name.as_str());
     let artifact_key = artifact_key(f, &runtime, &module, compiled_handler);
+    let server = custom.then(|| CommandLine {
+        program: format!("$(KUBELESS_INSTALL_VOLUME)/{module}"),
+        args: Vec::new(),
+        env: Vec::new(),
+    });
 
     Ok(FunctionPlan {
         namespace: f.metadata.namespace.clone(),
@@ -280,6 +322,7 @@ pub fn plan(
         replicas,
         labels: f.metadata.labels.clone(),
         warnings,
+        server,
     })
 }
 

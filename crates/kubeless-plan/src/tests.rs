@@ -164,3 +164,65 @@ fn runtime_names_cover_kubeless_ids() {
     );
     assert!(Catalogue::embedded().resolve("nodejs15").is_none());
 }
+
+fn with_runtime(runtime: &str) -> Function {
+    let mut f = sample();
+    f.spec.runtime = runtime.to_string();
+    f
+}
+
+#[test]
+fn legacy_ids_warn_only_where_the_installed_toolchain_runs_them() {
+    let mut cat = Catalogue::embedded();
+    // Kubernetes mode: the version picks the image, nothing to warn about.
+    let p = plan(&with_runtime("python3.8"), &cat, &Settings::default()).expect("plans");
+    assert!(!p.warnings.iter().any(|w| w.contains("runs on")));
+    cat.installed.insert(Language::Python, "3.11".into());
+    let p = plan(&with_runtime("python3.8"), &cat, &Settings::default()).expect("plans");
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.starts_with("runtime python3.8 runs on the installed Python 3.11")),
+        "{:?}",
+        p.warnings
+    );
+    let p = plan(&with_runtime("python3.11"), &cat, &Settings::default()).expect("plans");
+    assert!(!p.warnings.iter().any(|w| w.contains("runs on")));
+    assert!(Language::Ruby.is_legacy("2.7") && !Language::Ruby.is_legacy("3.1"));
+    assert!(Language::Java.is_legacy("11") && !Language::Java.is_legacy("17"));
+}
+
+#[test]
+fn a_missing_toolchain_says_how_to_install_it() {
+    let cat = Catalogue::embedded().restricted_to(&[Language::Python]);
+    assert!(cat.names().contains(&"custom".to_string()));
+    assert!(!cat.names().iter().any(|n| n.starts_with("ruby")));
+    let err = plan(&with_runtime("ruby3.1"), &cat, &Settings::default()).expect_err("no ruby");
+    assert_eq!(
+        err.to_string(),
+        "runtime ruby3.1 is not available on this machine: install Ruby (apt-get install ruby ruby-bundler) or point --ruby at it, and restart kubeless server"
+    );
+    let err = plan(&with_runtime("ruby9"), &cat, &Settings::default()).expect_err("unknown");
+    assert!(matches!(err, PlanError::UnknownRuntime { .. }));
+}
+
+#[test]
+fn custom_runtime_runs_the_module_as_its_server() {
+    let mut f = with_runtime("custom");
+    f.spec.handler = "server.main".into();
+    let p = plan(&f, &Catalogue::embedded(), &Settings::default()).expect("plans");
+    assert_eq!(p.runtime.language, Language::Custom);
+    assert_eq!(p.runtime.dep_name, None);
+    assert_eq!(p.install, None);
+    assert_eq!(p.compile, None);
+    let server = p.server.expect("a server command");
+    assert_eq!(server.program, "$(KUBELESS_INSTALL_VOLUME)/server");
+    assert!(p.env.iter().any(|e| e.name == "FUNC_PORT"));
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("spec.deps is ignored"))
+    );
+    f.spec.handler = "../x.main".into();
+    assert!(plan(&f, &Catalogue::embedded(), &Settings::default()).is_err());
+}

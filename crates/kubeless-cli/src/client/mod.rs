@@ -138,6 +138,36 @@ pub struct ServerConfig {
     pub kafka_brokers: String,
     #[serde(default, rename = "natsUrl")]
     pub nats_url: String,
+    /// Known runtimes this server cannot run until a toolchain is installed.
+    #[serde(default, rename = "unavailableRuntimes")]
+    pub unavailable: Vec<UnavailableRuntimes>,
+}
+
+/// One language whose toolchain the server did not find.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct UnavailableRuntimes {
+    #[serde(default)]
+    pub language: String,
+    #[serde(default)]
+    pub runtimes: Vec<String>,
+    /// How to install it, e.g. `install Ruby (apt-get install ruby ...)`.
+    #[serde(default)]
+    pub hint: String,
+}
+
+impl ServerConfig {
+    /// Why a runtime the platform knows cannot run here, if it cannot.
+    pub fn unavailable_reason(&self, runtime: &str) -> Option<String> {
+        self.unavailable
+            .iter()
+            .find(|u| u.runtimes.iter().any(|r| r == runtime))
+            .map(|u| {
+                format!(
+                    "runtime {runtime} is not available on this machine: {}",
+                    u.hint
+                )
+            })
+    }
 }
 
 /// A call of a function (`kubeless function call`).

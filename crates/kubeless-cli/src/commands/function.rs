@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use super::{Context, is_url, namespace, one_name, read_source};
 use crate::build::{self, FunctionFlags, split_all};
-use crate::client::{Backend, CallRequest, ClientError, encode, get_as, list_as};
+use crate::client::{Backend, CallRequest, ClientError, ServerConfig, encode, get_as, list_as};
 use crate::metrics::{self, TopRow};
 use crate::output::{Table, print_structured};
 use crate::{log, schedule};
@@ -315,8 +315,13 @@ fn collect_flags(name: &str, ns: &str, c: &CommonFlags) -> anyhow::Result<Functi
     })
 }
 
-/// Kubeless's runtime check against the server's runtime list.
-fn check_runtime(runtime: &str, runtimes: &[String]) -> anyhow::Result<()> {
+/// Kubeless's runtime check against the server's runtime list; a known
+/// runtime whose toolchain is missing says how to install it instead.
+fn check_runtime(runtime: &str, cfg: &ServerConfig) -> anyhow::Result<()> {
+    let runtimes = &cfg.runtimes;
+    if let Some(reason) = cfg.unavailable_reason(runtime) {
+        bail!("{reason}");
+    }
     if !runtime.is_empty() && !runtimes.iter().any(|r| r == runtime) {
         bail!(
             "Invalid runtime: {runtime}. Supported runtimes are: {}",
@@ -365,7 +370,7 @@ fn deploy(ctx: &Context, a: DeployArgs) -> anyhow::Result<()> {
     let runtime = a.common.runtime.clone().unwrap_or_default();
     if !runtime.is_empty() {
         match backend.server_config() {
-            Ok(cfg) => check_runtime(&runtime, &cfg.runtimes)?,
+            Ok(cfg) => check_runtime(&runtime, &cfg)?,
             Err(e) if a.common.dryrun => log::warn(format!("{e}. Runtime check is disabled.")),
             Err(e) => return Err(e.into()),
         }
@@ -428,7 +433,7 @@ fn update(ctx: &Context, a: UpdateArgs) -> anyhow::Result<()> {
         ClientError::Unreachable { .. } | ClientError::Unauthorized => anyhow!(e),
         other => anyhow!("Unable to read the configmap: {other}"),
     })?;
-    check_runtime(&runtime, &cfg.runtimes)?;
+    check_runtime(&runtime, &cfg)?;
     let flags = collect_flags(&name, &ns, &a.common)?;
     build::validate(&flags, false)?;
     let previous: Function = match get_as(backend.as_ref(), Kind::Function, &ns, &name) {
@@ -700,13 +705,20 @@ pub fn describe_table(f: &Function) -> anyhow::Result<Table> {
     t.row(["Envvar:".to_string(), serde_json::to_string(&env)?]);
     t.row(["Memory:".to_string(), memory]);
     t.row(["Dependencies:", f.spec.deps.as_str()]);
-    let (phase, reason) = match &f.status {
-        Some(st) => (st.phase.to_string(), st.reason.clone()),
-        None => (FunctionPhase::Pending.to_string(), String::new()),
+    let (phase, reason, message) = match &f.status {
+        Some(st) => (st.phase.to_string(), st.reason.clone(), st.message.clone()),
+        None => (
+            FunctionPhase::Pending.to_string(),
+            String::new(),
+            String::new(),
+        ),
     };
     t.row(["Status:".to_string(), phase]);
     if !reason.is_empty() {
         t.row(["Reason:".to_string(), reason]);
+    }
+    if !message.is_empty() {
+        t.row(["Warnings:".to_string(), message]);
     }
     Ok(t)
 }

@@ -11,6 +11,16 @@ pub fn get_server_config(ctx: &Context) -> anyhow::Result<()> {
         "Supported Runtimes are: {}",
         cfg.runtimes.join(", ")
     ));
+    // Kubeless printed only the list above; a missing toolchain is worth
+    // saying, with how to get it, rather than leaving the runtimes out.
+    for u in &cfg.unavailable {
+        log::warn(format!(
+            "Unavailable runtimes ({} is not installed): {}. To use them: {}",
+            u.language,
+            u.runtimes.join(", "),
+            u.hint
+        ));
+    }
     Ok(())
 }
 
