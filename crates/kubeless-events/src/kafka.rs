@@ -2,6 +2,14 @@
 //! function), named `<namespace>_<trigger>_<function>_<topic>`, plus the
 //! topic administration behind `kubeless topic`.
 //!
+//! The group holds the committed offsets; the consumer assigns itself every
+//! partition of the topic (looked up again every [`PARTITION_CHECK`])
+//! instead of joining the group's rebalance protocol. A restarted server
+//! therefore resumes at once from the committed offsets, without waiting
+//! for the killed consumer's session to expire, and a delivery that waits
+//! for an unavailable function never makes the consumer drop out of a
+//! group.
+//!
 //! Delivery is at-least-once and ordered per partition: messages are handled
 //! one at a time, and a message's offset is stored for commit only after
 //! the function answered 2xx or the message was written (and acknowledged
@@ -14,6 +22,7 @@
 //! started at the newest and lost what was published while the group was
 //! being created). A topic that does not exist is reported, not created.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +34,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::deliver::{Destination, Outcome, RetryPolicy, deliver};
@@ -37,6 +47,11 @@ use crate::{EventsError, chain};
 /// How often stored offsets are committed.
 pub const COMMIT_EVERY: Duration = Duration::from_secs(1);
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the topic's partitions are looked up again.
+pub const PARTITION_CHECK: Duration = Duration::from_secs(30);
+/// How long a partition resumed from a committed offset may deliver nothing
+/// (while messages are there) before it is read again from its start.
+const RESUME_STALL: Duration = Duration::from_secs(3);
 const RECONNECT: Duration = Duration::from_secs(2);
 
 /// The dead-letter topic of a topic.
@@ -88,8 +103,8 @@ pub async fn list_topics(brokers: &str) -> Result<Vec<String>, EventsError> {
     .await
 }
 
-/// Whether `topic` exists.
-pub async fn topic_exists(brokers: &str, topic: &str) -> Result<bool, EventsError> {
+/// The partition ids of `topic`; empty when it does not exist.
+pub async fn partitions(brokers: &str, topic: &str) -> Result<Vec<i32>, EventsError> {
     let b = brokers.to_string();
     let t = topic.to_string();
     blocking(move || {
@@ -100,12 +115,21 @@ pub async fn topic_exists(brokers: &str, topic: &str) -> Result<bool, EventsErro
         let md = c
             .fetch_metadata(Some(&t), METADATA_TIMEOUT)
             .map_err(kafka_err(format!("look up topic {t}"), &b))?;
-        Ok(md
+        let mut ids: Vec<i32> = md
             .topics()
             .iter()
-            .any(|m| m.name() == t && m.error().is_none() && !m.partitions().is_empty()))
+            .filter(|m| m.name() == t && m.error().is_none())
+            .flat_map(|m| m.partitions().iter().map(|p| p.id()))
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
     })
     .await
+}
+
+/// Whether `topic` exists.
+pub async fn topic_exists(brokers: &str, topic: &str) -> Result<bool, EventsError> {
+    Ok(!partitions(brokers, topic).await?.is_empty())
 }
 
 fn admin(brokers: &str) -> Result<AdminClient<DefaultClientContext>, EventsError> {
@@ -234,11 +258,6 @@ impl KafkaSource {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("allow.auto.create.topics", "false")
-            .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "1000")
-            // A message waiting for a function that is down must not make
-            // the consumer leave its group.
-            .set("max.poll.interval.ms", "3600000")
             .create()
             .map_err(kafka_err("create a consumer", &self.brokers))
     }
@@ -285,7 +304,8 @@ impl KafkaSource {
         health: &HealthSlot,
         cancel: &CancellationToken,
     ) -> Result<(), EventsError> {
-        if !topic_exists(&self.brokers, &self.topic).await? {
+        let parts = partitions(&self.brokers, &self.topic).await?;
+        if parts.is_empty() {
             return Err(EventsError::NoSuchTopic {
                 topic: self.topic.clone(),
             });
@@ -294,18 +314,90 @@ impl KafkaSource {
         create_topic(&self.brokers, &dl, 1, true).await?;
         let producer = producer(&self.brokers)?;
         let consumer = self.consumer()?;
-        consumer.subscribe(&[&self.topic]).map_err(kafka_err(
-            format!("subscribe to {}", self.topic),
-            &self.brokers,
-        ))?;
+        // Every partition, each from the group's committed offset (the
+        // earliest retained one for a new group).
+        let mut wanted = TopicPartitionList::new();
+        for p in &parts {
+            wanted.add_partition(&self.topic, *p);
+        }
+        let committed =
+            tokio::task::block_in_place(|| consumer.committed_offsets(wanted, METADATA_TIMEOUT))
+                .map_err(kafka_err(
+                    format!("read the committed offsets of group {}", self.group()),
+                    &self.brokers,
+                ))?;
+        let mut tpl = TopicPartitionList::new();
+        // Partitions resumed from a committed offset, and that offset.
+        let mut resume: HashMap<i32, i64> = HashMap::new();
+        for e in committed.elements() {
+            let start = match e.offset() {
+                Offset::Offset(o) if o >= 0 => {
+                    resume.insert(e.partition(), o);
+                    Offset::Offset(o)
+                }
+                _ => Offset::Beginning,
+            };
+            tracing::info!(group = %self.group(), topic = %self.topic, partition = e.partition(), offset = ?start, "resuming");
+            tpl.add_partition_offset(&self.topic, e.partition(), start)
+                .map_err(kafka_err(format!("assign {}", self.topic), &self.brokers))?;
+        }
+        consumer
+            .assign(&tpl)
+            .map_err(kafka_err(format!("assign {}", self.topic), &self.brokers))?;
         let group = self.group();
         health.set(Health::Ready(format!(
             "consumer group {group} on {}",
             self.topic
         )));
+        let mut check = tokio::time::interval(PARTITION_CHECK);
+        check.tick().await;
+        // Some brokers (tansu 0.6) answer a fetch from an offset inside a
+        // record batch with the next batch, or nothing: a partition resumed
+        // mid-batch would skip or stall. A resumed partition whose first
+        // message is past the committed offset, or that delivers nothing
+        // for RESUME_STALL although messages are there, is read again from
+        // its first retained offset, skipping what is below the committed
+        // offset (handled before).
+        let mut moving: HashSet<i32> = HashSet::new();
+        let stall = tokio::time::sleep(RESUME_STALL);
+        tokio::pin!(stall);
+        let mut stall_checked = resume.is_empty();
         let result = loop {
             let msg = tokio::select! {
                 _ = cancel.cancelled() => break Ok(()),
+                _ = &mut stall, if !stall_checked => {
+                    stall_checked = true;
+                    for (p, o) in &resume {
+                        if moving.contains(p) {
+                            continue;
+                        }
+                        let marks = tokio::task::block_in_place(|| {
+                            consumer.fetch_watermarks(&self.topic, *p, METADATA_TIMEOUT)
+                        });
+                        if let Ok((low, high)) = marks
+                            && high > *o
+                            && low < *o
+                        {
+                            tracing::info!(topic = %self.topic, partition = p, from = low, committed = o, "resumed partition stalled; reading it again from its first offset");
+                            let seek = tokio::task::block_in_place(|| {
+                                consumer.seek(&self.topic, *p, Offset::Offset(low), METADATA_TIMEOUT)
+                            });
+                            if let Err(e) = seek {
+                                tracing::warn!(topic = %self.topic, partition = p, error = %chain(&e), "seek failed");
+                            }
+                        }
+                    }
+                    continue;
+                }
+                _ = check.tick() => {
+                    // New partitions: start over (after committing) so they
+                    // are assigned too.
+                    match partitions(&self.brokers, &self.topic).await {
+                        Ok(now) if now.is_empty() => break Err(EventsError::NoSuchTopic { topic: self.topic.clone() }),
+                        Ok(now) if now != parts => break Ok(()),
+                        _ => continue,
+                    }
+                }
                 m = consumer.recv() => match m {
                     Ok(m) => m,
                     Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition)) => {
@@ -321,6 +413,28 @@ impl KafkaSource {
                     }
                 },
             };
+            if let Some(o) = resume.get(&msg.partition()) {
+                if msg.offset() < *o {
+                    // Handled before the restart.
+                    continue;
+                }
+                if msg.offset() > *o && moving.insert(msg.partition()) {
+                    // The first message after resuming is past the committed
+                    // offset: the broker skipped the rest of the batch the
+                    // offset is in. Read the partition again from its start.
+                    tracing::info!(topic = %self.topic, partition = msg.partition(), committed = o, got = msg.offset(), "resumed partition skipped messages; reading it again from its first offset");
+                    let p = msg.partition();
+                    drop(msg);
+                    let seek = tokio::task::block_in_place(|| {
+                        consumer.seek(&self.topic, p, Offset::Beginning, METADATA_TIMEOUT)
+                    });
+                    if let Err(e) = seek {
+                        tracing::warn!(topic = %self.topic, partition = p, error = %chain(&e), "seek failed");
+                    }
+                    continue;
+                }
+            }
+            moving.insert(msg.partition());
             health.set(Health::Ready(format!(
                 "consumer group {group} on {}",
                 self.topic

@@ -147,10 +147,13 @@ impl Broker {
     }
 }
 
-/// Appends one JSON line per event to `$SINK`; `$FAIL` makes it answer 500.
-pub const SINK: &str = r#"import json, os
+/// Appends one JSON line per event to `$SINK`; `$FAIL` makes it answer
+/// 500, `$SLOW` sleeps that many seconds first.
+pub const SINK: &str = r#"import json, os, time
 
 def handler(event, context):
+    if os.environ.get('SLOW'):
+        time.sleep(float(os.environ['SLOW']))
     if os.environ.get('FAIL'):
         raise Exception('this function always fails')
     d = event['data']
@@ -167,6 +170,11 @@ def handler(event, context):
 
 /// Deploy the sink as `name` with labels, writing to `<home>/sink-<name>`.
 pub fn deploy_sink(s: &Server, name: &str, labels: &[&str], fail: bool) -> PathBuf {
+    deploy_sink_env(s, name, labels, if fail { &["FAIL=1"] } else { &[] })
+}
+
+/// Deploy the sink with extra `--env` values.
+pub fn deploy_sink_env(s: &Server, name: &str, labels: &[&str], env: &[&str]) -> PathBuf {
     let code = s.file("sink.py", SINK);
     let sink = s.home.path().join(format!("sink-{name}"));
     let sink_env = format!("SINK={}", sink.display());
@@ -186,8 +194,8 @@ pub fn deploy_sink(s: &Server, name: &str, labels: &[&str], fail: bool) -> PathB
         "--env",
         &me,
     ];
-    if fail {
-        args.extend(["--env", "FAIL=1"]);
+    for e in env {
+        args.extend(["--env", e]);
     }
     for l in labels {
         args.extend(["--label", l]);
