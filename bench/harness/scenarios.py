@@ -16,6 +16,9 @@ LANGUAGES = {
     "nodejs": {"file": "handlers.js", "comment": "//", "hello": "handlers.hello", "echo": "handlers.echo"},
     "ruby": {"file": "handlers.rb", "comment": "#", "hello": "handlers.hello", "echo": "handlers.echo"},
     "php": {"file": "handlers.php", "comment": "//", "hello": "handlers.hello", "echo": "handlers.echo_json"},
+    "go": {"file": "handlers.go", "comment": "//", "hello": "handlers.Hello", "echo": "handlers.Echo"},
+    # Java's module is its class name (io.kubeless.Handlers).
+    "java": {"file": "Handlers.java", "comment": "//", "hello": "Handlers.hello", "echo": "Handlers.echo"},
 }
 
 
