@@ -218,13 +218,29 @@ const STREAMERS: &[(&str, &str, &str)] = &[
         "stream.php",
         "<?php\nfunction run($event, $context) {\n  echo \"first-php\\n\";\n  flush();\n  sleep(3);\n  echo \"second-php\\n\";\n  return 'done';\n}\n",
     ),
+    (
+        "go1.26",
+        "stream.go",
+        "package kubeless\n\nimport (\n\t\"fmt\"\n\t\"time\"\n\n\t\"github.com/kubeless/kubeless/pkg/functions\"\n)\n\nfunc Run(event functions.Event, context functions.Context) (string, error) {\n\tfmt.Println(\"first-go\")\n\ttime.Sleep(3 * time.Second)\n\tfmt.Println(\"second-go\")\n\treturn \"done\", nil\n}\n",
+    ),
+    (
+        "java17",
+        "Stream.java",
+        "package io.kubeless;\n\npublic class Stream {\n    public String run(io.kubeless.Event event, io.kubeless.Context context) throws Exception {\n        System.out.println(\"first-java\");\n        System.out.flush();\n        Thread.sleep(3000);\n        System.out.println(\"second-java\");\n        return \"done\";\n    }\n}\n",
+    ),
 ];
 
 #[test]
-fn every_interpreted_runtime_streams_logs_while_running() {
+fn every_runtime_streams_logs_while_running() {
     let s = Server::start();
     for (runtime, file, code) in STREAMERS {
         let lang = runtime.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
+        // Go exports the handler; Java's module is the class.
+        let handler = match lang {
+            "go" => "stream.Run",
+            "java" => "Stream.run",
+            _ => "stream.run",
+        };
         let name = format!("stream-{lang}");
         let path = s.file(file, code);
         s.ok(&[
@@ -234,13 +250,13 @@ fn every_interpreted_runtime_streams_logs_while_running() {
             "--runtime",
             runtime,
             "--handler",
-            "stream.run",
+            handler,
             "--from-file",
             &path,
             "--timeout",
             "30",
         ]);
-        s.wait_ready(&name);
+        s.wait_phase(&name, "Ready", Duration::from_secs(300));
 
         let mut follow = s
             .cmd()
