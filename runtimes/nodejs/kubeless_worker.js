@@ -20,6 +20,7 @@ const OUTCOME_OK = 0;
 const OUTCOME_HANDLER_ERROR = 1;
 const OUTCOME_BAD_REQUEST = 2;
 
+const EMPTY = Buffer.alloc(0);
 const env = process.env;
 const codeDir = env.KUBELESS_INSTALL_VOLUME || '/kubeless';
 const modName = env.MOD_NAME;
@@ -38,19 +39,32 @@ function frame(parts) {
   return Buffer.concat([len, payload]);
 }
 
+// Encodes a whole RESPONSE frame (length prefix included) into one buffer
+// sized up front: one allocation and one socket write per response.
 function encodeResponse(id, outcome, status, headers, body, error) {
-  const head = Buffer.alloc(1 + 8 + 1 + 2 + 4);
-  head.writeUInt8(KIND_RESPONSE, 0);
-  head.writeBigUInt64BE(id, 1);
-  head.writeUInt8(outcome, 9);
-  head.writeUInt16BE(status, 10);
-  head.writeUInt32BE(headers.length, 12);
-  const parts = [head];
-  for (const [name, value] of headers) {
-    parts.push(...blob(Buffer.from(name, 'latin1')), ...blob(Buffer.from(String(value), 'latin1')));
+  const pairs = headers.map(([name, value]) => [Buffer.from(name, 'latin1'), Buffer.from(String(value), 'latin1')]);
+  const bodyBuf = body || EMPTY;
+  const errorBuf = error ? Buffer.from(error, 'utf8') : EMPTY;
+  let size = 4 + 1 + 8 + 1 + 2 + 4 + 4 + bodyBuf.length + 4 + errorBuf.length;
+  for (const [n, v] of pairs) size += 8 + n.length + v.length;
+  const out = Buffer.allocUnsafe(size);
+  let pos = out.writeUInt32BE(size - 4, 0);
+  pos = out.writeUInt8(KIND_RESPONSE, pos);
+  pos = out.writeBigUInt64BE(id, pos);
+  pos = out.writeUInt8(outcome, pos);
+  pos = out.writeUInt16BE(status, pos);
+  pos = out.writeUInt32BE(pairs.length, pos);
+  const put = (buf) => {
+    pos = out.writeUInt32BE(buf.length, pos);
+    pos += buf.copy(out, pos);
+  };
+  for (const [n, v] of pairs) {
+    put(n);
+    put(v);
   }
-  parts.push(...blob(body || Buffer.alloc(0)), ...blob(Buffer.from(error || '', 'utf8')));
-  return frame(parts);
+  put(bodyBuf);
+  put(errorBuf);
+  return out;
 }
 
 function decodeRequest(payload) {

@@ -92,6 +92,9 @@ pub struct Config {
     pub interpreter: String,
     /// `KUBELESS_RUNTIME_DIR`; `None` means a fresh temporary directory.
     pub runtime_dir: Option<PathBuf>,
+    /// `KUBELESS_SOCKET`: a Unix socket path served in addition to
+    /// `FUNC_PORT`, so a local gateway skips loopback TCP.
+    pub socket: Option<PathBuf>,
 }
 
 impl Config {
@@ -229,6 +232,19 @@ impl Config {
             }
         }
 
+        let socket = get("KUBELESS_SOCKET").map(PathBuf::from);
+        if let Some(path) = &socket
+            && path.as_os_str().len() > MAX_SOCKET_PATH
+        {
+            return Err(invalid(
+                "KUBELESS_SOCKET",
+                format!(
+                    "{} is longer than the {MAX_SOCKET_PATH} bytes a Unix socket path may have",
+                    path.display()
+                ),
+            ));
+        }
+
         Ok(Config {
             handler,
             module,
@@ -244,6 +260,7 @@ impl Config {
             body_limit,
             interpreter,
             runtime_dir,
+            socket,
         })
     }
 
@@ -332,6 +349,7 @@ mod tests {
         assert_eq!(c.body_limit, 1 << 20);
         assert_eq!(c.interpreter, "python3");
         assert_eq!(c.runtime_dir, None);
+        assert_eq!(c.socket, None);
         assert_eq!(c.shutdown_grace(), Duration::from_secs(10));
     }
 
@@ -348,6 +366,7 @@ mod tests {
             ("KUBELESS_PYTHON", "/usr/bin/python3.11"),
             ("KUBELESS_RUNTIME_DIR", "/tmp/x"),
             ("FUNC_MEMORY_LIMIT", "128Mi"),
+            ("KUBELESS_SOCKET", "/tmp/x/http.sock"),
         ]);
         let c = config(&pairs).unwrap();
         assert_eq!(c.timeout, Duration::from_millis(2500));
@@ -360,6 +379,7 @@ mod tests {
         assert_eq!(c.interpreter, "/usr/bin/python3.11");
         assert_eq!(c.memory_limit, "128Mi");
         assert_eq!(c.runtime_dir, Some(PathBuf::from("/tmp/x")));
+        assert_eq!(c.socket, Some(PathBuf::from("/tmp/x/http.sock")));
     }
 
     #[test]
@@ -422,6 +442,11 @@ mod tests {
         }
     }
 
+    const LONG_SOCKET: &str = concat!(
+        "/tmp/a-socket-path-that-is-longer-than-sun-path-allows/",
+        "because-the-kernel-only-takes-108-bytes-with-its-nul/http.sock"
+    );
+
     #[test]
     fn rejects_bad_values() {
         let cases: &[(&str, &str)] = &[
@@ -442,6 +467,7 @@ mod tests {
                 "KUBELESS_RUNTIME_DIR",
                 "/tmp/a-very-long-directory-name-that-leaves-no-room-for-the-socket-file-name-inside-it",
             ),
+            ("KUBELESS_SOCKET", LONG_SOCKET),
         ];
         for (var, value) in cases {
             let mut pairs: Vec<(&str, &str)> =

@@ -54,4 +54,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+
+    /// Binding the Unix socket of `KUBELESS_SOCKET` failed.
+    #[error("bind unix socket {path}")]
+    BindSocket {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }

@@ -35,7 +35,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -108,36 +108,87 @@ pub async fn run(
         .await
         .map_err(|source| Error::Bind { addr, source })?;
     let local = listener.local_addr().unwrap_or(addr);
+    let unix = match &config.socket {
+        Some(path) => Some(bind_unix(path)?),
+        None => None,
+    };
     eprintln!(
-        "kubeless-runtime: serving {}.{} ({}) on http://{local} with up to {} workers",
+        "kubeless-runtime: serving {}.{} ({}) on http://{local}{} with up to {} workers",
         config.module,
         config.handler,
         config.language.name(),
+        config
+            .socket
+            .as_ref()
+            .map(|p| format!(" and unix:{}", p.display()))
+            .unwrap_or_default(),
         config.max_workers
     );
 
+    let log = Arc::new(access_log::Batch::default());
+    let log_stop = CancellationToken::new();
     let app = Arc::new(server::App {
         pool: Arc::clone(&pool),
         metrics: metrics::Metrics::default(),
         body_limit: config.body_limit,
         timeout: config.timeout,
         tracker: tracker.clone(),
+        log: Arc::clone(&log),
     });
-    server::serve(listener, app, tracker.clone(), shutdown.clone()).await;
-
-    tracker.close();
-    let grace = config.shutdown_grace();
-    tokio::select! {
-        _ = tracker.wait() => {}
-        _ = tokio::time::sleep(grace) => {
-            eprintln!("kubeless-runtime: requests still running after {} s; stopping workers", grace.as_secs_f64());
+    let serving = async {
+        let tcp = server::serve(
+            listener,
+            Arc::clone(&app),
+            tracker.clone(),
+            shutdown.clone(),
+        );
+        let unix_serving = async {
+            if let Some(unix) = unix {
+                server::serve_unix(unix, Arc::clone(&app), tracker.clone(), shutdown.clone()).await;
+            }
+        };
+        tokio::join!(tcp, unix_serving);
+        if let Some(path) = &config.socket {
+            let _ = std::fs::remove_file(path);
         }
-        _ = force.cancelled() => {}
-    }
-    pool.close(FINAL_WAIT).await;
-    let _ = tokio::time::timeout(FINAL_WAIT, tracker.wait()).await;
+
+        tracker.close();
+        let grace = config.shutdown_grace();
+        tokio::select! {
+            _ = tracker.wait() => {}
+            _ = tokio::time::sleep(grace) => {
+                eprintln!("kubeless-runtime: requests still running after {} s; stopping workers", grace.as_secs_f64());
+            }
+            _ = force.cancelled() => {}
+        }
+        pool.close(FINAL_WAIT).await;
+        let _ = tokio::time::timeout(FINAL_WAIT, tracker.wait()).await;
+        // The request log goes last, so it has the lines of drained requests.
+        log_stop.cancel();
+    };
+    // The flusher runs beside the server in this task rather than as a
+    // spawned one, so nothing outlives `run`.
+    tokio::join!(access_log::flush_loop(log, log_stop.clone()), serving);
     drop(runtime_dir);
     Ok(())
+}
+
+/// Binds the Unix socket of `KUBELESS_SOCKET`, replacing a file a killed
+/// host left behind (bind fails on an existing path).
+fn bind_unix(path: &std::path::Path) -> Result<UnixListener, Error> {
+    let _ = std::fs::remove_file(path);
+    if let Some(dir) = path.parent()
+        && let Err(source) = std::fs::create_dir_all(dir)
+    {
+        return Err(Error::BindSocket {
+            path: path.to_owned(),
+            source,
+        });
+    }
+    UnixListener::bind(path).map_err(|source| Error::BindSocket {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// The directory for worker scripts and sockets; a temporary one is

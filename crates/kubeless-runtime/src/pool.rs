@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::error::Error;
 use crate::frame::{RequestHead, Response};
-use crate::worker::{LivePids, Worker, WorkerSpec, lock, signal_group};
+use crate::worker::{CallFailure, LivePids, Worker, WorkerSpec, lock, signal_group};
 
 /// Why an invocation produced no worker response.
 #[derive(Debug, PartialEq, Eq)]
@@ -82,7 +82,7 @@ impl Pool {
     /// Runs one invocation on some worker, all within `deadline`.
     pub async fn call(
         self: &Arc<Self>,
-        head: RequestHead<'_>,
+        mut head: RequestHead<'_>,
         body: &Bytes,
         deadline: Instant,
     ) -> Result<Response, CallError> {
@@ -91,42 +91,49 @@ impl Pool {
             Ok(Err(_closed)) => return Err(CallError::ShuttingDown),
             Ok(Ok(permit)) => permit,
         };
-        let mut worker = match self.take_idle() {
-            Some(worker) => worker,
-            None => match timeout_at(deadline, self.start_worker()).await {
-                Err(_) => return Err(CallError::Timeout { killed: false }),
-                Ok(Err(e)) => return Err(CallError::Unavailable(error_chain(&e))),
-                Ok(Ok(worker)) => worker,
-            },
-        };
-        match timeout_at(deadline, worker.call(head, body)).await {
-            Ok(Ok(response)) => {
-                self.give_back(worker);
-                Ok(response)
-            }
-            Ok(Err(reason)) => {
-                let reason = format!("worker {}: {reason}", worker.pid());
-                drop(worker);
-                self.replace(permit);
-                Err(CallError::WorkerFailed(reason))
-            }
-            Err(_) => {
-                drop(worker);
-                self.replace(permit);
-                Err(CallError::Timeout { killed: true })
-            }
+        loop {
+            let mut worker = match self.take_idle() {
+                Some(worker) => worker,
+                None => match timeout_at(deadline, self.start_worker()).await {
+                    Err(_) => return Err(CallError::Timeout { killed: false }),
+                    Ok(Err(e)) => return Err(CallError::Unavailable(error_chain(&e))),
+                    Ok(Ok(worker)) => worker,
+                },
+            };
+            return match timeout_at(deadline, worker.call(&mut head, body)).await {
+                Ok(Ok(response)) => {
+                    self.give_back(worker);
+                    Ok(response)
+                }
+                Ok(Err(CallFailure::NotSent(reason))) => {
+                    // It died while idle (a stray timer in the user's code,
+                    // say). Dropping it reaps it; this request, which it
+                    // never saw, goes to the next worker under the same
+                    // permit.
+                    eprintln!(
+                        "kubeless-runtime: worker {} was gone ({reason}); using another",
+                        worker.pid()
+                    );
+                    drop(worker);
+                    continue;
+                }
+                Ok(Err(CallFailure::Broken(reason))) => {
+                    let reason = format!("worker {}: {reason}", worker.pid());
+                    drop(worker);
+                    self.replace(permit);
+                    Err(CallError::WorkerFailed(reason))
+                }
+                Err(_) => {
+                    drop(worker);
+                    self.replace(permit);
+                    Err(CallError::Timeout { killed: true })
+                }
+            };
         }
     }
 
     fn take_idle(&self) -> Option<Worker> {
-        let mut idle = lock(&self.idle);
-        while let Some(mut worker) = idle.pop() {
-            if !worker.has_exited() {
-                return Some(worker);
-            }
-            // Dropping it reaps the dead process; try the next one.
-        }
-        None
+        lock(&self.idle).pop()
     }
 
     fn give_back(&self, worker: Worker) {

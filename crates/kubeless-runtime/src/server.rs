@@ -6,8 +6,7 @@
 //! host; every other method and path goes to the function.
 
 use std::convert::Infallible;
-use std::io::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +18,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use time::OffsetDateTime;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -58,6 +57,8 @@ pub struct App {
     pub timeout: Duration,
     /// Where invocations run, so shutdown waits for them.
     pub tracker: TaskTracker,
+    /// The request log, written by [`access_log::flush_loop`].
+    pub log: Arc<access_log::Batch>,
 }
 
 /// Accepts connections until `shutdown` fires, then asks every open
@@ -75,40 +76,80 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
-                    // Typically EMFILE: back off instead of spinning.
-                    eprintln!("kubeless-runtime: accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    accept_failed(&e).await;
                     continue;
                 }
             },
         };
         let _ = stream.set_nodelay(true);
-        let app = Arc::clone(&app);
-        let shutdown = shutdown.clone();
-        tracker.spawn(async move {
-            let service = service_fn(move |req| {
-                let app = Arc::clone(&app);
-                async move { Ok::<_, Infallible>(handle(&app, req, peer).await) }
-            });
-            let conn = http1::Builder::new()
-                .keep_alive(true)
-                .timer(TokioTimer::new())
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-        });
+        spawn_connection(stream, peer.ip(), &app, &tracker, &shutdown);
     }
 }
 
-async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+/// [`serve`] for the Unix socket (`KUBELESS_SOCKET`). Its only client is
+/// the local gateway, so the request log names the loopback address.
+pub async fn serve_unix(
+    listener: UnixListener,
+    app: Arc<App>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    accept_failed(&e).await;
+                    continue;
+                }
+            },
+        };
+        spawn_connection(stream, peer, &app, &tracker, &shutdown);
+    }
+}
+
+async fn accept_failed(e: &std::io::Error) {
+    // Typically EMFILE: back off instead of spinning.
+    eprintln!("kubeless-runtime: accept: {e}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+fn spawn_connection<S>(
+    stream: S,
+    peer: IpAddr,
+    app: &Arc<App>,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let app = Arc::clone(app);
+    let shutdown = shutdown.clone();
+    tracker.spawn(async move {
+        let service = service_fn(move |req| {
+            let app = Arc::clone(&app);
+            async move { Ok::<_, Infallible>(handle(&app, req, peer).await) }
+        });
+        let conn = http1::Builder::new()
+            .keep_alive(true)
+            .timer(TokioTimer::new())
+            .serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(conn);
+        tokio::select! {
+            _ = conn.as_mut() => {}
+            _ = shutdown.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        }
+    });
+}
+
+async fn handle(app: &App, req: Request<Incoming>, peer: IpAddr) -> Response<Full<Bytes>> {
     let method = req.method().clone();
-    let version = format!("{:?}", req.version());
+    let version = version_text(req.version());
     let target = req
         .uri()
         .path_and_query()
@@ -146,11 +187,11 @@ async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response
         .or_insert(HeaderValue::from_static("*"));
 
     let line = access_log::format(&access_log::Entry {
-        remote: peer.ip(),
+        remote: peer,
         time: OffsetDateTime::now_utc(),
         method: method.as_str(),
         target: &target,
-        version: &version,
+        version,
         status: response.status().as_u16(),
         body_bytes: hyper::body::Body::size_hint(response.body())
             .exact()
@@ -158,9 +199,18 @@ async fn handle(app: &App, req: Request<Incoming>, peer: SocketAddr) -> Response
         referer: referer.as_ref().map(HeaderValue::as_bytes),
         user_agent: user_agent.as_ref().map(HeaderValue::as_bytes),
     });
-    // One short write to a line-buffered stdout; not worth a blocking task.
-    let _ = writeln!(std::io::stdout().lock(), "{line}");
+    app.log.push(&line);
     response
+}
+
+fn version_text(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {

@@ -18,7 +18,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -126,6 +126,16 @@ impl WorkerSpec {
     }
 }
 
+/// Why [`Worker::call`] produced no response.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CallFailure {
+    /// Not a byte of the request was written: the worker was already gone,
+    /// so the request can safely go to another worker.
+    NotSent(String),
+    /// The worker failed with the request (possibly) in its hands.
+    Broken(String),
+}
+
 /// A running worker with the handler loaded.
 pub struct Worker {
     pid: u32,
@@ -224,36 +234,49 @@ impl Worker {
         self.pid
     }
 
-    /// Whether the process has exited while idle (e.g. a stray timer in
-    /// the user's code crashed it), so it must not be handed a request.
-    pub fn has_exited(&mut self) -> bool {
-        !matches!(self.child.try_wait(), Ok(None))
-    }
-
     /// Sends one request and waits for its response. An error means the
     /// worker is unusable and must be dropped.
+    ///
+    /// There is no liveness check before the call (it would cost a `wait4`
+    /// per request): a worker that died while idle has closed its socket,
+    /// so the write fails with `EPIPE` before any of the request reached
+    /// anyone, and [`CallFailure::NotSent`] tells the caller it may try
+    /// another worker.
     pub async fn call(
         &mut self,
-        mut head: RequestHead<'_>,
+        head: &mut RequestHead<'_>,
         body: &Bytes,
-    ) -> Result<Response, String> {
+    ) -> Result<Response, CallFailure> {
         let id = self.next_id;
         self.next_id += 1;
         head.id = id;
-        let encoded = frame::encode_request_head(&head, body.len()).map_err(str::to_owned)?;
-        let io = |e: std::io::Error| format!("worker connection: {e}");
-        self.stream.write_all(&encoded).await.map_err(io)?;
-        self.stream.write_all(body).await.map_err(io)?;
+        let encoded = frame::encode_request_head(head, body.len())
+            .map_err(|e| CallFailure::Broken(e.to_owned()))?;
+        // One vectored write for head and body: one syscall, and the worker
+        // wakes once for the whole frame.
+        let total = encoded.len() + body.len();
+        let mut frame = Bytes::from(encoded).chain(body.clone());
+        if let Err(e) = self.stream.write_all_buf(&mut frame).await {
+            let reason = format!("worker connection: {e}");
+            return Err(if frame.remaining() == total {
+                CallFailure::NotSent(reason)
+            } else {
+                CallFailure::Broken(reason)
+            });
+        }
         match read_message(&mut self.stream).await {
             Ok(WorkerMessage::Response(response)) if response.id == id => Ok(response),
-            Ok(WorkerMessage::Response(response)) => {
-                Err(format!("answered request {} instead of {id}", response.id))
-            }
-            Ok(_) => Err("sent a load message while serving".to_owned()),
-            Err(reason) => match self.child.try_wait() {
-                Ok(Some(status)) => Err(format!("worker exited ({status})")),
-                _ => Err(reason),
-            },
+            Ok(WorkerMessage::Response(response)) => Err(CallFailure::Broken(format!(
+                "answered request {} instead of {id}",
+                response.id
+            ))),
+            Ok(_) => Err(CallFailure::Broken(
+                "sent a load message while serving".to_owned(),
+            )),
+            Err(reason) => Err(CallFailure::Broken(match self.child.try_wait() {
+                Ok(Some(status)) => format!("worker exited ({status})"),
+                _ => reason,
+            })),
         }
     }
 

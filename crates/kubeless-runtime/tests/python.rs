@@ -505,3 +505,57 @@ fn client_disconnect_keeps_the_worker() {
         "the same worker finished and served again"
     );
 }
+
+#[test]
+fn serves_the_same_http_on_kubeless_socket() {
+    use std::io::{Read, Write};
+    let sockets = tempfile::tempdir().unwrap();
+    let path = sockets.path().join("http.sock");
+    let mut host =
+        start(Options::python("app", "hello").env("KUBELESS_SOCKET", path.display().to_string()));
+    let mut stream = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    stream
+        .write_all(b"GET /over/unix HTTP/1.1\r\nHost: fn\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("hello world"), "{answer}");
+    assert!(
+        host.stdout
+            .wait_for("127.0.0.1 - - [", Duration::from_secs(5))
+            && host
+                .stdout
+                .text()
+                .contains("\"GET /over/unix HTTP/1.1\" 200 11"),
+        "stdout:\n{}",
+        host.stdout.text()
+    );
+    // TCP keeps working beside it (health checks, Kubernetes).
+    assert_eq!(client().get(host.url("/")).send().unwrap().status(), 200);
+    host.signal("TERM");
+    assert_eq!(
+        host.wait_exit(Duration::from_secs(10)).unwrap().code(),
+        Some(0)
+    );
+    assert!(!path.exists(), "the socket file is removed on exit");
+}
+
+#[test]
+fn a_worker_that_died_while_idle_is_skipped() {
+    let host = start(Options::python("app", "echo").env("KUBELESS_WORKERS", "1"));
+    let v: Value = client().get(host.url("/")).send().unwrap().json().unwrap();
+    let pid = v["pid"].as_u64().unwrap() as u32;
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(wait_gone(pid, Duration::from_secs(5)));
+    // The only worker is dead; the request still gets an answer from a
+    // fresh one instead of a 500.
+    let r = client().get(host.url("/")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().unwrap();
+    assert_ne!(v["pid"].as_u64().unwrap() as u32, pid);
+}
