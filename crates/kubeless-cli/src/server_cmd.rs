@@ -156,7 +156,17 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             },
         },
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // Half the CPUs (at least one) unless TOKIO_WORKER_THREADS says
+    // otherwise: the server only moves bytes, and the function hosts and
+    // workers need the other CPUs. On 2 CPUs two runtime threads spent a
+    // third of the gateway's time handing requests between each other;
+    // one served 20-30% more requests per second through the gateway.
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        builder.worker_threads((cpus / 2).max(1));
+    }
+    let rt = builder
         .enable_all()
         .build()
         .context("start the async runtime")?;

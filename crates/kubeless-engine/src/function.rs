@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +36,9 @@ struct Set {
     id: u64,
     plan: Arc<FunctionPlan>,
     cancel: CancellationToken,
-    ready: BTreeMap<usize, SocketAddr>,
+    /// Ready instances by slot: TCP address and, when it serves one, the
+    /// host's Unix socket.
+    ready: BTreeMap<usize, (SocketAddr, Option<PathBuf>)>,
     failure: Option<(String, bool)>,
 }
 
@@ -236,8 +239,10 @@ impl Worker {
             .find(|s| s.id == set_id);
         let Some(set) = set else { return };
         match ev {
-            InstanceEvent::Ready { slot, addr, .. } => {
-                set.ready.insert(slot, addr);
+            InstanceEvent::Ready {
+                slot, addr, socket, ..
+            } => {
+                set.ready.insert(slot, (addr, socket));
                 if set.ready.len() >= set.plan.replicas as usize {
                     set.failure = None;
                 }
@@ -344,11 +349,11 @@ impl Worker {
                 Duration::from_secs(kubeless_plan::DEFAULT_TIMEOUT_SECS),
                 1024 * 1024,
             ));
-        let addrs: Vec<SocketAddr> = self
+        let (addrs, sockets): (Vec<SocketAddr>, Vec<Option<PathBuf>>) = self
             .active
             .iter()
-            .flat_map(|s| s.ready.values().copied())
-            .collect();
+            .flat_map(|s| s.ready.values().cloned())
+            .unzip();
         let unavailable = if addrs.is_empty() {
             Some(if status.reason.is_empty() {
                 format!("it is {}", status.phase.to_string().to_lowercase())
@@ -361,7 +366,7 @@ impl Worker {
         self.ctx.routes.set(
             &self.ns,
             &self.name,
-            Route::new(&self.uid, addrs, timeout, limit, unavailable),
+            Route::with_sockets(&self.uid, addrs, sockets, timeout, limit, unavailable),
         );
         let value = match serde_json::to_value(&status) {
             Ok(v) => v,

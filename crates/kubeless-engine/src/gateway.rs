@@ -19,18 +19,22 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::uri::{Authority, PathAndQuery};
 use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -52,7 +56,20 @@ pub struct Route {
     pub unavailable: Option<String>,
     /// uid of the Function this route belongs to.
     pub owner: String,
+    /// Per instance, what the forwarding path needs, built once here
+    /// instead of on every request.
+    upstreams: Vec<Upstream>,
     next: AtomicUsize,
+}
+
+/// One instance as the forwarding path sees it.
+#[derive(Debug, Clone)]
+struct Upstream {
+    /// `127.0.0.1:<port>`: the URI authority, which is also the key of the
+    /// client's connection pool.
+    authority: Authority,
+    /// The host's Unix socket (`KUBELESS_SOCKET`), when it has one.
+    socket: Option<Arc<PathBuf>>,
 }
 
 impl Route {
@@ -63,12 +80,40 @@ impl Route {
         body_limit: u64,
         unavailable: Option<String>,
     ) -> Route {
+        let sockets = vec![None; instances.len()];
+        Route::with_sockets(owner, instances, sockets, timeout, body_limit, unavailable)
+    }
+
+    /// A route whose instances may also be reached over Unix sockets
+    /// (`sockets[i]` belongs to `instances[i]`); the gateway prefers them
+    /// to loopback TCP, which costs about twice the CPU per request.
+    pub fn with_sockets(
+        owner: &str,
+        instances: Vec<SocketAddr>,
+        sockets: Vec<Option<PathBuf>>,
+        timeout: Duration,
+        body_limit: u64,
+        unavailable: Option<String>,
+    ) -> Route {
+        let upstreams = instances
+            .iter()
+            .zip(sockets.into_iter().chain(std::iter::repeat(None)))
+            .filter_map(|(addr, socket)| {
+                // A socket address always renders as a valid authority.
+                let authority = Authority::try_from(addr.to_string()).ok()?;
+                Some(Upstream {
+                    authority,
+                    socket: socket.map(Arc::new),
+                })
+            })
+            .collect();
         Route {
             instances,
             timeout,
             body_limit,
             unavailable,
             owner: owner.to_string(),
+            upstreams,
             next: AtomicUsize::new(0),
         }
     }
@@ -81,34 +126,143 @@ impl Route {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.instances.len();
         Some(self.instances[i])
     }
+
+    fn pick_upstream(&self) -> Option<&Upstream> {
+        if self.upstreams.is_empty() {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.upstreams.len();
+        self.upstreams.get(i)
+    }
 }
+
+/// Unix socket paths by instance authority, for [`UnixConnector`]: the
+/// pooled client only hands its connector the request's URI.
+type SocketPaths = Arc<RwLock<HashMap<Authority, Arc<PathBuf>>>>;
+
+/// namespace -> function -> route.
+type Routes = HashMap<String, HashMap<String, Arc<Route>>>;
 
 /// The live routing table; readers never wait on a reconcile.
 #[derive(Clone, Default)]
 pub struct RouteTable {
-    inner: Arc<RwLock<HashMap<String, Arc<Route>>>>,
+    /// namespace -> function -> route: two lookups with borrowed keys, so
+    /// the request path allocates nothing to find its route.
+    inner: Arc<RwLock<Routes>>,
+    sockets: SocketPaths,
 }
 
 impl RouteTable {
     /// Install or replace a function's route.
     pub fn set(&self, ns: &str, name: &str, route: Route) {
+        {
+            let mut sockets = self.sockets.write().unwrap_or_else(|p| p.into_inner());
+            for u in &route.upstreams {
+                if let Some(path) = &u.socket {
+                    sockets.insert(u.authority.clone(), Arc::clone(path));
+                }
+            }
+        }
         let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        map.insert(format!("{ns}/{name}"), Arc::new(route));
+        let old = map
+            .entry(ns.to_string())
+            .or_default()
+            .insert(name.to_string(), Arc::new(route));
+        drop(map);
+        if let Some(old) = old {
+            self.forget_sockets(&old);
+        }
     }
 
     /// Remove a function's route, if it still belongs to `owner`.
     pub fn remove(&self, ns: &str, name: &str, owner: &str) {
         let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        let key = format!("{ns}/{name}");
-        if map.get(&key).is_some_and(|r| r.owner == owner) {
-            map.remove(&key);
+        let Some(functions) = map.get_mut(ns) else {
+            return;
+        };
+        if functions.get(name).is_some_and(|r| r.owner == owner) {
+            let old = functions.remove(name);
+            if functions.is_empty() {
+                map.remove(ns);
+            }
+            drop(map);
+            if let Some(old) = old {
+                self.forget_sockets(&old);
+            }
+        }
+    }
+
+    /// Drops the socket paths of a replaced route's instances unless a live
+    /// route still uses the same authority with the same path.
+    fn forget_sockets(&self, old: &Route) {
+        let map = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        let in_use = |a: &Authority, p: &Arc<PathBuf>| {
+            map.values().flat_map(HashMap::values).any(|r| {
+                r.upstreams
+                    .iter()
+                    .any(|u| u.authority == *a && u.socket.as_ref().is_some_and(|s| s == p))
+            })
+        };
+        let stale: Vec<Authority> = {
+            let sockets = self.sockets.read().unwrap_or_else(|p| p.into_inner());
+            old.upstreams
+                .iter()
+                .filter(|u| {
+                    sockets
+                        .get(&u.authority)
+                        .is_some_and(|p| !in_use(&u.authority, p))
+                })
+                .map(|u| u.authority.clone())
+                .collect()
+        };
+        drop(map);
+        if !stale.is_empty() {
+            let mut sockets = self.sockets.write().unwrap_or_else(|p| p.into_inner());
+            for a in stale {
+                sockets.remove(&a);
+            }
         }
     }
 
     /// The route of a function.
     pub fn get(&self, ns: &str, name: &str) -> Option<Arc<Route>> {
         let map = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        map.get(&format!("{ns}/{name}")).cloned()
+        map.get(ns)?.get(name).cloned()
+    }
+}
+
+/// Connects to an instance's Unix socket, found by the request's authority.
+#[derive(Clone)]
+struct UnixConnector {
+    sockets: SocketPaths,
+}
+
+impl tower_service::Service<Uri> for UnixConnector {
+    type Response = TokioIo<UnixStream>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let path = uri.authority().and_then(|a| {
+            self.sockets
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(a)
+                .cloned()
+        });
+        Box::pin(async move {
+            let path = path.ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the instance has no Unix socket any more",
+                )
+            })?;
+            Ok(TokioIo::new(UnixStream::connect(path.as_path()).await?))
+        })
     }
 }
 
@@ -146,6 +300,8 @@ pub struct Gateway {
     routes: RouteTable,
     triggers: HttpTriggerTable,
     client: Client<HttpConnector, Incoming>,
+    /// For instances with a Unix socket: same pooling, no TCP stack.
+    unix: Client<UnixConnector, Incoming>,
 }
 
 fn request_host(req: &Request<Incoming>) -> String {
@@ -178,26 +334,36 @@ impl Gateway {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
             .build(connector);
+        let unix = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(UnixConnector {
+                sockets: routes.sockets.clone(),
+            });
         Gateway {
             routes,
             triggers,
             client,
+            unix,
         }
     }
 
     /// Forward one request: to the HTTP trigger that claims it, else to
     /// `/<namespace>/<function>` (see [`crate::triggers::http`] for the order).
     pub async fn handle(&self, req: Request<Incoming>) -> Response<GatewayBody> {
-        let path = req.uri().path().to_string();
+        // A clone of the URI shares its bytes: the path stays borrowable
+        // after `req` moves on, without a copy.
+        let uri = req.uri().clone();
+        let path = uri.path();
         let table = self.triggers.load();
         if !table.is_empty() {
             let host = request_host(&req);
-            let mut hit = table.find(&host, &path, true);
+            let mut hit = table.find(&host, path, true);
             if hit.is_none() {
-                let function_path = split_path(&path)
+                let function_path = split_path(path)
                     .is_some_and(|(ns, name, _)| self.routes.get(ns, name).is_some());
                 if !function_path {
-                    hit = table.find(&host, &path, false);
+                    hit = table.find(&host, path, false);
                 }
             }
             drop(table);
@@ -207,7 +373,7 @@ impl Gateway {
         } else {
             drop(table);
         }
-        let Some((ns, name, sub)) = split_path(&path) else {
+        let Some((ns, name, sub)) = split_path(path) else {
             return plain(
                 StatusCode::NOT_FOUND,
                 "call a function at /<namespace>/<function>",
@@ -219,7 +385,7 @@ impl Gateway {
                 format!("function {ns}/{name} not found"),
             );
         };
-        let Some(addr) = route.pick() else {
+        let Some(upstream) = route.pick_upstream() else {
             let why = route.unavailable.as_deref().unwrap_or("it is starting");
             return plain(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -240,11 +406,8 @@ impl Gateway {
                 ),
             );
         }
-        let pq = match req.uri().query() {
-            Some(q) => format!("{sub}?{q}"),
-            None => sub.to_string(),
-        };
-        self.forward(req, ns, name, &route, addr, pq).await
+        let pq = path_and_query(sub, req.uri().query());
+        self.forward(req, ns, name, &route, upstream, pq).await
     }
 
     /// Serve a request an HTTP trigger claimed: basic auth, CORS, then
@@ -292,7 +455,7 @@ impl Gateway {
                 format!("function {ns}/{name} is not running"),
             );
         };
-        let Some(addr) = route.pick() else {
+        let Some(upstream) = route.pick_upstream() else {
             let why = route.unavailable.as_deref().unwrap_or("it is starting");
             return plain(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -314,11 +477,8 @@ impl Gateway {
             );
         }
         // As nginx's `rewrite-target: /`: the function is called at `/`.
-        let pq = match req.uri().query() {
-            Some(q) => format!("/?{q}"),
-            None => "/".to_string(),
-        };
-        let mut r = self.forward(req, ns, name, &route, addr, pq).await;
+        let pq = path_and_query("/", req.uri().query());
+        let mut r = self.forward(req, ns, name, &route, upstream, pq).await;
         if t.cors {
             add_cors(&mut r, origin.as_ref(), None);
         }
@@ -331,23 +491,31 @@ impl Gateway {
         ns: &str,
         name: &str,
         route: &Route,
-        addr: SocketAddr,
-        pq: String,
+        upstream: &Upstream,
+        pq: Result<PathAndQuery, http::uri::InvalidUri>,
     ) -> Response<GatewayBody> {
         let (mut parts, body) = req.into_parts();
-        parts.uri = match Uri::builder()
-            .scheme("http")
-            .authority(addr.to_string())
-            .path_and_query(pq)
-            .build()
-        {
+        let pq = match pq {
+            Ok(pq) => pq,
+            Err(e) => return plain(StatusCode::BAD_REQUEST, format!("bad request path: {e}")),
+        };
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(http::uri::Scheme::HTTP);
+        uri.authority = Some(upstream.authority.clone());
+        uri.path_and_query = Some(pq);
+        parts.uri = match Uri::from_parts(uri) {
             Ok(u) => u,
             Err(e) => return plain(StatusCode::BAD_REQUEST, format!("bad request path: {e}")),
         };
-        let upstream = Request::from_parts(parts, body);
-        match tokio::time::timeout(route.timeout + TIMEOUT_GRACE, self.client.request(upstream))
-            .await
-        {
+        let upstream_req = Request::from_parts(parts, body);
+        let call = async {
+            if upstream.socket.is_some() {
+                self.unix.request(upstream_req).await
+            } else {
+                self.client.request(upstream_req).await
+            }
+        };
+        match tokio::time::timeout(route.timeout + TIMEOUT_GRACE, call).await {
             Ok(Ok(resp)) => resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed()),
             Ok(Err(e)) => plain(
                 StatusCode::BAD_GATEWAY,
@@ -361,6 +529,20 @@ impl Gateway {
                 ),
             ),
         }
+    }
+}
+
+/// `path` plus `?query`, in one allocation.
+fn path_and_query(path: &str, query: Option<&str>) -> Result<PathAndQuery, http::uri::InvalidUri> {
+    match query {
+        Some(q) => {
+            let mut text = String::with_capacity(path.len() + 1 + q.len());
+            text.push_str(path);
+            text.push('?');
+            text.push_str(q);
+            PathAndQuery::try_from(text)
+        }
+        None => PathAndQuery::try_from(path),
     }
 }
 

@@ -30,12 +30,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::logs::LogHub;
+use crate::logs::{FunctionLog, LogHub};
 
 /// How long a stopping instance gets before SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 /// How long a new instance may take to answer `/healthz`.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a starting instance's `/healthz` is polled every 5 ms.
+const FAST_POLL: Duration = Duration::from_secs(3);
 /// Exit code of the runtime host when the handler cannot be loaded.
 pub const EXIT_LOAD_FAILURE: i32 = 3;
 
@@ -46,6 +48,8 @@ pub enum InstanceEvent {
         set: u64,
         slot: usize,
         addr: SocketAddr,
+        /// The host's Unix socket, which the gateway prefers to `addr`.
+        socket: Option<PathBuf>,
     },
     Down {
         set: u64,
@@ -186,26 +190,16 @@ async fn run_once(
 
     let last_err = Arc::new(Mutex::new(String::new()));
     let mut pumps = JoinSet::new();
+    let log = ctx.logs.handle(&plan.namespace, &plan.name);
     if let Some(out) = child.stdout.take() {
-        pumps.spawn(pump(
-            out,
-            ctx.logs.clone(),
-            plan.namespace.clone(),
-            plan.name.clone(),
-            None,
-        ));
+        pumps.spawn(pump(out, log.clone(), None));
     }
     if let Some(err) = child.stderr.take() {
-        pumps.spawn(pump(
-            err,
-            ctx.logs.clone(),
-            plan.namespace.clone(),
-            plan.name.clone(),
-            Some(last_err.clone()),
-        ));
+        pumps.spawn(pump(err, log, Some(last_err.clone())));
     }
 
-    let outcome = supervise(&mut child, addr, spec, events, cancel, &last_err).await;
+    let socket = host_socket(&scratch);
+    let outcome = supervise(&mut child, addr, &socket, spec, events, cancel, &last_err).await;
     stop(&mut child, pid).await;
     drop(stdin);
     // The pipes close with the process group; the pumps end by themselves.
@@ -266,6 +260,7 @@ fn last_line(last: &Mutex<String>) -> Option<String> {
 async fn supervise(
     child: &mut Child,
     addr: SocketAddr,
+    socket: &Path,
     spec: &InstanceSpec,
     events: &mpsc::Sender<InstanceEvent>,
     cancel: &CancellationToken,
@@ -293,15 +288,29 @@ async fn supervise(
                 if started.elapsed() > STARTUP_TIMEOUT {
                     return down(format!("did not answer /healthz within {} s", STARTUP_TIMEOUT.as_secs()), false, Duration::ZERO);
                 }
-                delay = (delay * 2).min(Duration::from_millis(200));
+                // A host is usually up within 50-150 ms: poll every 5 ms
+                // for the first seconds (a refused loopback connect costs
+                // microseconds) so deploy-to-first-response is not rounded
+                // up to a doubling backoff step, then back off for slow
+                // loaders.
+                if started.elapsed() > FAST_POLL {
+                    delay = (delay * 2).min(Duration::from_millis(200));
+                }
             }
         }
     }
+    // Only a host started with `KUBELESS_SOCKET` has bound it (a sandboxed
+    // image host, say, is not given one); without it TCP is the way in.
+    let socket = tokio::fs::symlink_metadata(socket)
+        .await
+        .is_ok()
+        .then(|| socket.to_path_buf());
     let _ = events
         .send(InstanceEvent::Ready {
             set: spec.set,
             slot: spec.slot,
             addr,
+            socket,
         })
         .await;
     let ready_at = Instant::now();
@@ -344,6 +353,14 @@ const PASSED_ENV: &[&str] = &[
     "REQUESTS_CA_BUNDLE",
     "CURL_CA_BUNDLE",
 ];
+
+/// Where the host serves HTTP on a Unix socket for the gateway (loopback
+/// TCP costs about twice the CPU per request). It sits in the host's
+/// runtime dir, whose path the host already keeps short enough for socket
+/// names.
+fn host_socket(scratch: &Path) -> PathBuf {
+    scratch.join("run").join("http.sock")
+}
 
 /// Build the host's command line and environment. The host gets a clean
 /// environment (see [`PASSED_ENV`]) plus the plan's.
@@ -433,6 +450,7 @@ async fn command(
         .env("KUBELESS_BIND", "127.0.0.1")
         .env("KUBELESS_RUNTIME_LANGUAGE", plan.runtime.language.as_str())
         .env("KUBELESS_RUNTIME_DIR", scratch.join("run"))
+        .env("KUBELESS_SOCKET", host_socket(scratch))
         .env("KUBELESS_PYTHON", &ctx.python)
         .env("KUBELESS_NODE", &ctx.node)
         .envs(ctx.interpreters.iter().map(|(k, v)| (*k, v.as_str())))
@@ -519,37 +537,78 @@ fn sandbox_args(
     Ok(a)
 }
 
-/// Copy lines of one stream into the function log.
+/// Longest piece of a line read at once; an endless line is cut into
+/// pieces of this size instead of growing without bound.
+const MAX_PIECE: usize = 64 * 1024;
+
+/// Copy lines of one stream into the function log. Every read's complete
+/// lines go in together (one lock), so a busy function costs a wake-up per
+/// batch, not per line.
 async fn pump(
     stream: impl tokio::io::AsyncRead + Unpin,
-    logs: LogHub,
-    ns: String,
-    name: String,
+    log: FunctionLog,
     last: Option<Arc<Mutex<String>>>,
 ) {
-    let mut reader = BufReader::new(stream);
-    let mut line = Vec::with_capacity(256);
+    let mut reader = BufReader::with_capacity(MAX_PIECE, stream);
+    let mut partial: Vec<u8> = Vec::new();
     loop {
-        line.clear();
-        // Cap each read so one endless line cannot grow without bound.
-        match (&mut reader)
-            .take(64 * 1024)
-            .read_until(b'\n', &mut line)
-            .await
-        {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                let text = line.strip_suffix(b"\n").unwrap_or(&line);
-                let text = text.strip_suffix(b"\r").unwrap_or(text);
-                logs.push(&ns, &name, text);
-                if let Some(last) = &last
-                    && !text.iter().all(u8::is_ascii_whitespace)
-                {
-                    *last.lock().unwrap_or_else(|p| p.into_inner()) =
-                        String::from_utf8_lossy(text).to_string();
+        let buf = match reader.fill_buf().await {
+            Ok(buf) if !buf.is_empty() => buf,
+            _ => {
+                if !partial.is_empty() {
+                    record(&log, last.as_deref(), [partial.as_slice()]);
+                }
+                return;
+            }
+        };
+        let taken = buf.len();
+        match buf.iter().rposition(|&b| b == b'\n') {
+            None => {
+                partial.extend_from_slice(buf);
+                if partial.len() >= MAX_PIECE {
+                    record(&log, last.as_deref(), [partial.as_slice()]);
+                    partial.clear();
                 }
             }
+            Some(end) => {
+                let (complete, rest) = (&buf[..end], &buf[end + 1..]);
+                let mut lines = complete.split(|&b| b == b'\n');
+                let first = lines.next().unwrap_or_default();
+                if partial.is_empty() {
+                    record(&log, last.as_deref(), std::iter::once(first).chain(lines));
+                } else {
+                    partial.extend_from_slice(first);
+                    record(
+                        &log,
+                        last.as_deref(),
+                        std::iter::once(partial.as_slice()).chain(lines),
+                    );
+                    partial.clear();
+                }
+                partial.extend_from_slice(rest);
+            }
         }
+        reader.consume(taken);
+    }
+}
+
+/// Appends `lines` (without newlines) to the log and remembers the last
+/// non-blank one in `last`.
+fn record<'a>(
+    log: &FunctionLog,
+    last: Option<&Mutex<String>>,
+    lines: impl IntoIterator<Item = &'a [u8]>,
+) {
+    let mut latest: Option<&[u8]> = None;
+    log.push_lines(lines.into_iter().map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            latest = Some(line);
+        }
+        line
+    }));
+    if let (Some(last), Some(line)) = (last, latest) {
+        *last.lock().unwrap_or_else(|p| p.into_inner()) = String::from_utf8_lossy(line).to_string();
     }
 }
 
