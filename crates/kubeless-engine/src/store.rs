@@ -1,13 +1,25 @@
 //! The durable object store: the embedded twin of the Kubernetes API's etcd.
 //!
 //! Objects are kept as JSON under `<Kind>/<namespace>/<name>` in one redb
-//! file. Every write is one ACID transaction committed with fsync before the
-//! call returns, so an object the API acknowledged survives `kill -9`.
+//! file. Every write is one ACID transaction committed before the call
+//! returns (with fsync, except status: see below), so an object the API
+//! acknowledged survives `kill -9`.
 //! A store-wide counter gives each write a `resourceVersion`; `generation`
 //! moves only when `spec` changes, so status writes never look like new work.
 //! Subscribers are told the latest resource version through a watch channel
 //! and re-read what they need (level-triggered, like a Kubernetes informer
-//! resync), so a missed notification can never lose an update.
+//! resync), so a missed notification can never lose an update. Those that
+//! want to act on one object at a time also get a [`Change`] per write
+//! ([`Store::changes`]); when they fall behind (the channel is bounded)
+//! they are told so and re-list.
+//!
+//! Status writes skip the fsync (redb's non-durable commits) unless the
+//! last durable commit is more than [`STATUS_SYNC`] old: status is derived
+//! state that the function workers write again after a restart, and an
+//! fsync per status change was most of the cost of deploying many
+//! functions. The next durable commit persists them; a crash may lose the
+//! last second of status changes (and reuse their resource versions),
+//! never an acknowledged create, replace or delete.
 //!
 //! The methods are synchronous (redb is); async callers run them with
 //! `spawn_blocking`.
@@ -16,9 +28,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kubeless_api::Kind;
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableTable, TableDefinition};
 use serde_json::{Value, json};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -71,11 +83,38 @@ fn db<E: Into<redb::Error>>(e: E) -> StoreError {
     StoreError::Db(Box::new(e.into()))
 }
 
+/// How many [`Change`]s a slow subscriber may fall behind before it is
+/// told to re-list.
+const CHANGE_BACKLOG: usize = 4096;
+
+/// Status writes within this long of the last durable commit skip fsync.
+const STATUS_SYNC: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What one committed write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+    pub what: ChangeKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// Created or replaced (metadata or spec may have changed).
+    Written,
+    /// Only the status changed.
+    Status,
+    Deleted,
+}
+
 /// A handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Database>,
     changes: Arc<watch::Sender<u64>>,
+    events: broadcast::Sender<Change>,
+    last_sync: Arc<std::sync::Mutex<std::time::Instant>>,
 }
 
 fn key(kind: Kind, ns: &str, name: &str) -> String {
@@ -121,12 +160,21 @@ impl Store {
         Ok(Store {
             db: Arc::new(db),
             changes: Arc::new(tx),
+            events: broadcast::channel(CHANGE_BACKLOG).0,
+            last_sync: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
         })
     }
 
     /// A receiver that changes whenever anything is written.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
+    }
+
+    /// One [`Change`] per committed write from now on. A receiver that
+    /// falls more than [`CHANGE_BACKLOG`] behind gets `Lagged` and should
+    /// re-list.
+    pub fn changes(&self) -> broadcast::Receiver<Change> {
+        self.events.subscribe()
     }
 
     /// Read one object.
@@ -168,7 +216,8 @@ impl Store {
             return Err(StoreError::NoName);
         }
         let k = key(kind, &ns, &name);
-        self.write(|objects, rv| {
+        let change = change(kind, &ns, &name, ChangeKind::Written);
+        self.write(change, Fsync::Always, |objects, rv| {
             if objects.get(k.as_str()).map_err(db)?.is_some() {
                 return Err(StoreError::AlreadyExists {
                     kind,
@@ -198,7 +247,8 @@ impl Store {
         let name = meta_str(&obj, "name").to_string();
         let given_rv = meta_str(&obj, "resourceVersion").to_string();
         let k = key(kind, &ns, &name);
-        self.write(|objects, rv| {
+        let change = change(kind, &ns, &name, ChangeKind::Written);
+        self.write(change, Fsync::Always, |objects, rv| {
             let current = match objects.get(k.as_str()).map_err(db)? {
                 Some(v) => decode(&k, v.value())?,
                 None => {
@@ -265,7 +315,8 @@ impl Store {
             Some(_) => {}
         }
         let k = key(kind, ns, name);
-        self.write(|objects, rv| {
+        let change = change(kind, ns, name, ChangeKind::Status);
+        self.write(change, Fsync::Periodic, |objects, rv| {
             let mut obj = match objects.get(k.as_str()).map_err(db)? {
                 Some(v) => decode(&k, v.value())?,
                 None => return Ok(None),
@@ -285,7 +336,8 @@ impl Store {
     /// Delete an object, returning it.
     pub fn delete(&self, kind: Kind, ns: &str, name: &str) -> Result<Value, StoreError> {
         let k = key(kind, ns, name);
-        self.write(|objects, _rv| {
+        let change = change(kind, ns, name, ChangeKind::Deleted);
+        self.write(change, Fsync::Always, |objects, _rv| {
             let removed = objects.remove(k.as_str()).map_err(db)?;
             match removed {
                 Some(v) => decode(&k, v.value()),
@@ -299,12 +351,22 @@ impl Store {
     }
 
     /// Run `f` in one write transaction with the next resource version;
-    /// commit (fsync) only when it succeeds, then notify subscribers.
+    /// commit only when it succeeds (with fsync as `sync` says), then
+    /// notify subscribers.
     fn write<T>(
         &self,
+        change: Change,
+        sync: Fsync,
         f: impl FnOnce(&mut redb::Table<'_, &'static str, &'static [u8]>, u64) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let tx = self.db.begin_write().map_err(db)?;
+        let mut tx = self.db.begin_write().map_err(db)?;
+        // Write transactions are serialised by redb, so holding this lock
+        // until the commit adds no waiting.
+        let mut last_sync = self.last_sync.lock().unwrap_or_else(|p| p.into_inner());
+        let durable = sync == Fsync::Always || last_sync.elapsed() >= STATUS_SYNC;
+        if !durable {
+            tx.set_durability(Durability::None);
+        }
         let (out, rv) = {
             let mut meta = tx.open_table(META).map_err(db)?;
             let rv = meta
@@ -319,8 +381,31 @@ impl Store {
             (out, rv)
         };
         tx.commit().map_err(db)?;
+        if durable {
+            *last_sync = std::time::Instant::now();
+        }
+        drop(last_sync);
         self.changes.send_replace(rv);
+        // No subscriber is fine.
+        let _ = self.events.send(change);
         Ok(out)
+    }
+}
+
+/// When a write waits for fsync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fsync {
+    Always,
+    /// At most once per [`STATUS_SYNC`].
+    Periodic,
+}
+
+fn change(kind: Kind, ns: &str, name: &str, what: ChangeKind) -> Change {
+    Change {
+        kind,
+        namespace: ns.to_string(),
+        name: name.to_string(),
+        what,
     }
 }
 
