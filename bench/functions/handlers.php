@@ -6,5 +6,5 @@ function hello($event, $context) {
 }
 
 function echo_json($event, $context) {
-  return json_encode($event['data']);
+  return json_encode($event->data);
 }
