@@ -132,8 +132,22 @@ impl Pool {
         }
     }
 
+    /// An idle worker that is still alive. A worker killed while idle may
+    /// not yet fail the first write on its socket (the kernel can accept the
+    /// frame before the close is seen), so the exit status is checked here:
+    /// one cheap `wait4` is worth never answering 500 for a request that no
+    /// worker saw.
     fn take_idle(&self) -> Option<Worker> {
-        lock(&self.idle).pop()
+        loop {
+            let mut worker = lock(&self.idle).pop()?;
+            if !worker.has_exited() {
+                return Some(worker);
+            }
+            eprintln!(
+                "kubeless-runtime: worker {} had exited while idle; using another",
+                worker.pid()
+            );
+        }
     }
 
     fn give_back(&self, worker: Worker) {

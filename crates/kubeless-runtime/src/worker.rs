@@ -237,11 +237,10 @@ impl Worker {
     /// Sends one request and waits for its response. An error means the
     /// worker is unusable and must be dropped.
     ///
-    /// There is no liveness check before the call (it would cost a `wait4`
-    /// per request): a worker that died while idle has closed its socket,
-    /// so the write fails with `EPIPE` before any of the request reached
-    /// anyone, and [`CallFailure::NotSent`] tells the caller it may try
-    /// another worker.
+    /// The pool checks the exit status before handing out an idle worker;
+    /// a worker that died in between has closed its socket, so the write
+    /// fails with `EPIPE` before any of the request reached anyone, and
+    /// [`CallFailure::NotSent`] tells the caller it may try another worker.
     pub async fn call(
         &mut self,
         head: &mut RequestHead<'_>,
@@ -278,6 +277,11 @@ impl Worker {
                 _ => reason,
             })),
         }
+    }
+
+    /// Whether the worker process has exited (reaps it if so).
+    pub fn has_exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
     /// Asks the worker to stop with SIGTERM and kills it if it has not
