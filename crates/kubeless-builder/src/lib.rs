@@ -20,6 +20,8 @@
 //! - [`registry`]: the HTTP client: Basic and Bearer token auth, bounded
 //!   retries on 5xx and connection errors, blob existence checks,
 //!   cross-repository mounts, uploads, manifests;
+//! - [`function`]: a function image's environment and entrypoint from its
+//!   plan, and the build request a Kubernetes build Job receives;
 //! - [`build`]: resolve a build (base manifest, tag), check what the
 //!   registry already has, push blobs first and the manifest last;
 //! - [`unpack`]: apply image layers to a directory safely (no `..`, no
@@ -27,6 +29,7 @@
 
 pub mod auth;
 pub mod build;
+pub mod function;
 pub mod layer;
 pub mod oci;
 pub mod reference;
@@ -39,6 +42,8 @@ use std::path::PathBuf;
 /// registry or the file involved, so a user sees what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    #[error("invalid build request: {0}")]
+    Request(String),
     #[error("invalid image reference {reference:?}: {reason}")]
     Reference { reference: String, reason: String },
     #[error("read docker config {path}: {reason}")]

@@ -29,15 +29,15 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use kube::api::{DeleteParams, ListParams, PropagationPolicy};
+use kube::api::{DeleteParams, ListParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Api, ResourceExt};
 use kubeless_api::{FunctionPhase, FunctionStatus};
 
-use crate::apply::{delete_ours, ensure};
+use crate::apply::{self, delete_ours, ensure};
 use crate::resources::{CronJobTrigger, Function, HttpTrigger, to_api};
-use crate::{Context, Error, render, status};
+use crate::{Context, Error, build, render, status};
 
 /// Finalizer of Functions.
 pub const FINALIZER: &str = "kubeless.io/function";
@@ -76,7 +76,7 @@ async fn apply(f: &Function, ctx: &Context) -> Result<Action, Error> {
     };
 
     let plain: kubeless_api::Function = to_api(f).map_err(|e| Error::Decode(e.to_string()))?;
-    let objects = match render::function_objects(&plain, &settings) {
+    let mut objects = match render::function_objects(&plain, &settings) {
         Ok(o) => o,
         Err(e) => {
             tracing::info!(function = %name, namespace = %ns, error = %e, "function cannot be rendered");
@@ -91,15 +91,68 @@ async fn apply(f: &Function, ctx: &Context) -> Result<Action, Error> {
         }
     };
 
+    // The image build step: plan the image before the Deployment is
+    // written, so the Deployment points at it from the start.
+    let mut image = String::new();
+    let mut build_job = None;
+    if settings.enable_build_step {
+        match build::plan(&ctx.client, &ns, &objects, &settings).await? {
+            Some(build::Outcome::Image { image: i, job }) => {
+                render::use_image(&mut objects, &i);
+                image = i;
+                build_job = job;
+            }
+            Some(build::Outcome::Fallback(why)) => {
+                tracing::warn!(function = %name, namespace = %ns, "{why}");
+                objects.warnings.push(why);
+            }
+            None => {}
+        }
+    }
+
     let client = ctx.client.clone();
+    let mut job_conflict = None;
+    if let Some(job) = &build_job {
+        let jobs = Api::<Job>::namespaced(client.clone(), &ns);
+        let job_name = job.metadata.name.clone().unwrap_or_default();
+        match jobs
+            .get_opt(&job_name)
+            .await
+            .map_err(Error::kube("read", &job_name))?
+        {
+            None => {
+                jobs.create(&PostParams::default(), job)
+                    .await
+                    .map_err(Error::kube("create", &job_name))?;
+                tracing::info!(function = %name, namespace = %ns, job = %job_name, image = %image, "image build started");
+            }
+            Some(existing) if !apply::is_ours(&existing) => {
+                job_conflict = Some(apply::Conflict {
+                    kind: "Job".into(),
+                    namespace: ns.clone(),
+                    name: job_name,
+                });
+            }
+            Some(existing) => {
+                if job_failed(&existing) {
+                    objects.warnings.push(format!(
+                        "the image build Job {job_name} failed; see its logs"
+                    ));
+                }
+            }
+        }
+    }
     let conflict = async {
+        if let Some(c) = job_conflict {
+            return Ok::<_, Error>(Some(c));
+        }
         if let Err(c) = ensure(
             &Api::<ConfigMap>::namespaced(client.clone(), &ns),
             &objects.config_map,
         )
         .await?
         {
-            return Ok::<_, Error>(Some(c));
+            return Ok(Some(c));
         }
         if let Err(c) = ensure(
             &Api::<Service>::namespaced(client.clone(), &ns),
@@ -175,7 +228,7 @@ async fn apply(f: &Function, ctx: &Context) -> Result<Action, Error> {
         conditions: vec![status::ready(
             &previous, is_ready, reason, &message, generation,
         )],
-        image: String::new(),
+        image,
     };
     status::patch(&api, &name, current.as_ref(), &new).await?;
     Ok(Action::requeue(Duration::from_secs(300)))
@@ -225,6 +278,14 @@ async fn cleanup(f: &Function, ctx: &Context) -> Result<Action, Error> {
     }
     tracing::info!(function = %name, namespace = %ns, "function deleted");
     Ok(Action::await_change())
+}
+
+/// Whether a Job has given up (`Failed=True`).
+fn job_failed(job: &Job) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Failed" && c.status == "True"))
 }
 
 async fn delete_trigger<K>(api: &Api<K>, name: &str) -> Result<(), Error>

@@ -24,6 +24,7 @@
 //! docs/kubernetes.md); their objects are accepted and stored.
 
 pub mod apply;
+pub mod build;
 pub mod function;
 pub mod install;
 pub mod lease;

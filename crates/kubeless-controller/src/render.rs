@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kubeless_api::Function;
@@ -43,6 +43,17 @@ pub struct FunctionObjects {
     pub hpa: Option<HorizontalPodAutoscaler>,
     /// Things that could not be honoured, for the status.
     pub warnings: Vec<String>,
+    /// What an image build needs, when the Function runs on a runtime image
+    /// (not on a custom image of its own): the plan and the runtime image.
+    pub build: Option<BuildInputs>,
+}
+
+/// The inputs of a Function's image build (`enable-build-step`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuildInputs {
+    pub plan: FunctionPlan,
+    /// The runtime phase image: the base the function layer goes on.
+    pub runtime_image: String,
 }
 
 /// Why a Function or trigger cannot be rendered. Shown in its status.
@@ -374,12 +385,17 @@ pub fn function_objects(f: &Function, settings: &Settings) -> Result<FunctionObj
     if !has_ports {
         svc_spec = json!({
             "ports": [{"name": PORT_NAME, "protocol": "TCP", "port": 8080, "targetPort": 8080}],
-            "selector": labels,
+            "selector": selector_labels(name),
             "type": "ClusterIP",
         });
     }
-    if svc_spec.get("selector").is_none_or(is_empty) {
-        *at(&mut svc_spec, &["selector"]) = json!(labels);
+    // The Service selects pods by their selector labels. A selector equal
+    // to the Function's labels (what `kubeless function deploy` writes) is
+    // read as that; any other selector the user wrote is kept.
+    if svc_spec.get("selector").is_none_or(is_empty)
+        || svc_spec.get("selector") == Some(&json!(labels))
+    {
+        *at(&mut svc_spec, &["selector"]) = selector_labels(name);
     }
     // nodePort 0 is what the Kubeless CLI writes; it means "unset".
     if let Some(ps) = svc_spec.get_mut("ports").and_then(Value::as_array_mut) {
@@ -430,8 +446,10 @@ pub fn function_objects(f: &Function, settings: &Settings) -> Result<FunctionObj
         json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0}});
     {
         let tmeta = at(&mut dep, &["spec", "template", "metadata"]);
+        // Fix: pods carry the selector labels, not every Function label,
+        // so changing a Function's labels does not restart its pods.
         let l = at(tmeta, &["labels"]);
-        merge_over(l, &json!(labels));
+        merge_over(l, &selector_labels(name));
         let a = at(tmeta, &["annotations"]);
         merge_over(a, &json!(f.metadata.annotations));
         merge_over(
@@ -463,6 +481,7 @@ pub fn function_objects(f: &Function, settings: &Settings) -> Result<FunctionObj
     .collect();
 
     let mut env: Vec<Value> = user_env.clone();
+    let mut build = None;
     match &resolved {
         Some((plan, rt, version)) => {
             // Kubeless order: user env, FUNC_*, KUBELESS_INSTALL_VOLUME, the
@@ -481,6 +500,10 @@ pub fn function_objects(f: &Function, settings: &Settings) -> Result<FunctionObj
                 }
             }
             let runtime_image = runtime_phase.map(|p| p.image.clone()).unwrap_or_default();
+            build = Some(BuildInputs {
+                plan: plan.clone(),
+                runtime_image: runtime_image.clone(),
+            });
             for s in &version.image_pull_secrets {
                 if !pull_secrets.contains(s) {
                     pull_secrets.push(s.clone());
@@ -689,6 +712,7 @@ pub fn function_objects(f: &Function, settings: &Settings) -> Result<FunctionObj
         deployment,
         hpa,
         warnings,
+        build,
     })
 }
 
@@ -720,6 +744,144 @@ fn merge_over(target: &mut Value, over: &Value) {
             t.insert(k.clone(), v.clone());
         }
     }
+}
+
+/// Name of a Function's build Job: `build-<function>-<tag[0:10]>`, the
+/// function part shortened so the name stays a valid label value (63).
+pub fn build_job_name(function: &str, tag: &str) -> String {
+    let short: String = function.chars().take(63 - 17).collect();
+    let short = short.trim_end_matches(['-', '.']);
+    format!("build-{short}-{}", &tag[..tag.len().min(10)])
+}
+
+/// Where the build Job mounts the registry credentials.
+pub const REGISTRY_SECRET: &str = "kubeless-registry-credentials";
+
+/// Point a rendered Deployment at the function image built from it: the
+/// image holds `/kubeless`, so the pods need no init containers and no
+/// runtime volumes; the registry credentials become a pull secret.
+pub fn use_image(objects: &mut FunctionObjects, image: &str) {
+    let name = objects.deployment.metadata.name.clone().unwrap_or_default();
+    let deps = format!("{name}-deps");
+    let Some(pod) = objects
+        .deployment
+        .spec
+        .as_mut()
+        .and_then(|s| s.template.spec.as_mut())
+    else {
+        return;
+    };
+    pod.init_containers = None;
+    if let Some(v) = pod.volumes.as_mut() {
+        v.retain(|v| v.name != name && v.name != deps);
+    }
+    if pod.volumes.as_ref().is_some_and(Vec::is_empty) {
+        pod.volumes = None;
+    }
+    if let Some(c) = pod.containers.first_mut() {
+        c.image = Some(image.to_string());
+        if let Some(m) = c.volume_mounts.as_mut() {
+            m.retain(|m| m.name != name);
+        }
+        if c.volume_mounts.as_ref().is_some_and(Vec::is_empty) {
+            c.volume_mounts = None;
+        }
+    }
+    let secrets = pod.image_pull_secrets.get_or_insert_with(Vec::new);
+    if !secrets.iter().any(|s| s.name == REGISTRY_SECRET) {
+        secrets.push(k8s_openapi::api::core::v1::LocalObjectReference {
+            name: REGISTRY_SECRET.to_string(),
+        });
+    }
+}
+
+/// The build Job of a Function: the init containers of its Deployment
+/// (prepare, install, compile) fill `/kubeless`, then `kubeless
+/// build-image` pushes it as one layer on the runtime image, under the tag
+/// the controller planned (`request` is a
+/// `kubeless_builder::function::Request` as JSON). `normal` is the
+/// Deployment as rendered without an image.
+pub fn build_job(
+    normal: &Deployment,
+    tag: &str,
+    request: &str,
+    settings: &Settings,
+) -> Result<Job, RenderError> {
+    let name = normal.metadata.name.clone().unwrap_or_default();
+    let ns = normal.metadata.namespace.clone().unwrap_or_default();
+    let mut pod = serde_json::to_value(
+        normal
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.clone())
+            .unwrap_or_default(),
+    )
+    .map_err(|e| RenderError::Invalid {
+        what: "the Deployment".into(),
+        kind: "PodSpec",
+        message: e.to_string(),
+    })?;
+    let mut spec = json!({});
+    for key in [
+        "volumes",
+        "initContainers",
+        "imagePullSecrets",
+        "securityContext",
+        "serviceAccountName",
+        "nodeSelector",
+        "tolerations",
+    ] {
+        if let Some(v) = obj(&mut pod).remove(key) {
+            spec[key] = v;
+        }
+    }
+    arr(at(&mut spec, &["volumes"]))
+        .push(json!({"name": "registry-credentials", "secret": {"secretName": REGISTRY_SECRET}}));
+    let pull = arr(at(&mut spec, &["imagePullSecrets"]));
+    for s in [&settings.builder_image_secret, &REGISTRY_SECRET.to_string()] {
+        let entry = json!({"name": s});
+        if !s.is_empty() && !pull.contains(&entry) {
+            pull.push(entry);
+        }
+    }
+    let mut args = vec![
+        "build-image".to_string(),
+        "--layer-dir".to_string(),
+        INSTALL_VOLUME.to_string(),
+        "--docker-config".to_string(),
+        "/docker/.dockerconfigjson".to_string(),
+    ];
+    if !settings.registry_tls_verify {
+        args.push("--insecure".to_string());
+    }
+    spec["restartPolicy"] = json!("OnFailure");
+    spec["containers"] = json!([{
+        "name": "build",
+        "image": settings.builder_image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["kubeless"],
+        "args": args,
+        "env": [{"name": "KUBELESS_BUILD_REQUEST", "value": request}],
+        "volumeMounts": [
+            {"name": name, "mountPath": INSTALL_VOLUME},
+            {"name": "registry-credentials", "mountPath": "/docker", "readOnly": true},
+        ],
+    }]);
+    let labels = selector_labels(&name);
+    let owners = normal.metadata.owner_references.clone().unwrap_or_default();
+    typed(
+        json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": build_job_name(&name, tag), "namespace": ns,
+                         "labels": labels, "ownerReferences": owners},
+            "spec": {
+                "backoffLimit": 3,
+                "template": {"metadata": {"labels": labels}, "spec": spec},
+            },
+        }),
+        "the build Job",
+        "Job",
+    )
 }
 
 /// `spec.horizontalPodAutoscaler` as an autoscaling/v2 object, when it names

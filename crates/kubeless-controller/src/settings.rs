@@ -43,8 +43,12 @@ pub struct Settings {
     /// Image CronJobs run to invoke a function (`kubeless cron-invoke`).
     pub invoker_image: String,
     pub provision_image_secret: String,
+    /// Image of the build Job (`kubeless build-image`).
+    pub builder_image: String,
     pub builder_image_secret: String,
     pub enable_build_step: bool,
+    /// `function-registry-tls-verify`: `false` = plain HTTP to the registry.
+    pub registry_tls_verify: bool,
     /// Only Functions and triggers of this namespace (empty = all).
     pub functions_namespace: String,
 }
@@ -61,8 +65,10 @@ impl Default for Settings {
             provision_image: default_image(),
             invoker_image: default_image(),
             provision_image_secret: String::new(),
+            builder_image: default_image(),
             builder_image_secret: String::new(),
             enable_build_step: false,
+            registry_tls_verify: true,
             functions_namespace: String::new(),
         }
     }
@@ -133,9 +139,17 @@ impl Settings {
         s.provision_image = image("provision-image", default_image());
         s.invoker_image = image("invoker-image", default_image());
         s.provision_image_secret = image("provision-image-secret", String::new());
+        s.builder_image = image("builder-image", default_image());
+        // Kubeless's builder image (skopeo scripts) cannot run our build
+        // Job; a kubeless-config carried over from Kubeless names it.
+        if s.builder_image
+            .starts_with("kubeless/function-image-builder")
+        {
+            s.builder_image = default_image();
+        }
         s.builder_image_secret = image("builder-image-secret", String::new());
         s.enable_build_step = boolean(data, "enable-build-step", false)?;
-        boolean(data, "function-registry-tls-verify", true)?;
+        s.registry_tls_verify = boolean(data, "function-registry-tls-verify", true)?;
         s.functions_namespace = image("functions-namespace", String::new());
         Ok(s)
     }
@@ -158,6 +172,7 @@ pub fn default_config_data() -> BTreeMap<String, String> {
         ("provision-image", default_image()),
         ("provision-image-secret", String::new()),
         ("invoker-image", default_image()),
+        ("builder-image", default_image()),
         ("builder-image-secret", String::new()),
         ("ingress-enabled", "false".to_string()),
         ("service-type", "ClusterIP".to_string()),

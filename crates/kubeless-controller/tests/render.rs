@@ -260,3 +260,138 @@ fn cron_job_matches_golden() {
     ];
     golden("cronjob.yaml", &yaml(&v));
 }
+
+#[test]
+fn labels_are_not_part_of_the_pod_template() {
+    let s = Settings::default();
+    let a = render::function_objects(&python(), &s).expect("renders");
+    let mut relabelled = python();
+    relabelled.metadata.labels.insert("team".into(), "b".into());
+    relabelled.metadata.labels.insert("tier".into(), "x".into());
+    let b = render::function_objects(&relabelled, &s).expect("renders");
+    let template = |o: &render::FunctionObjects| {
+        serde_json::to_value(&o.deployment.spec.as_ref().expect("spec").template).expect("json")
+    };
+    assert_eq!(
+        template(&a),
+        template(&b),
+        "a label change leaves the pods alone"
+    );
+    let labels = b.deployment.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels.get("tier").map(String::as_str), Some("x"));
+    assert_eq!(
+        b.service.spec.as_ref().and_then(|s| s.selector.clone()),
+        Some(BTreeMap::from([
+            ("created-by".to_string(), "kubeless".to_string()),
+            ("function".to_string(), "get-python".to_string()),
+        ]))
+    );
+    // A selector equal to the Function's labels (what `function deploy`
+    // writes) selects by the selector labels; another one is kept.
+    let mut f = python();
+    f.spec.service["selector"] = json!(f.metadata.labels);
+    let o = render::function_objects(&f, &s).expect("renders");
+    let sel = o.service.spec.and_then(|s| s.selector).unwrap_or_default();
+    assert!(!sel.contains_key("team"), "{sel:?}");
+    let mut f = python();
+    f.spec.service["selector"] = json!({"app": "mine"});
+    let o = render::function_objects(&f, &s).expect("renders");
+    let sel = o.service.spec.and_then(|s| s.selector).unwrap_or_default();
+    assert_eq!(sel.get("app").map(String::as_str), Some("mine"));
+}
+
+#[test]
+fn build_job_and_built_image_deployment() {
+    let mut data = default_config_data();
+    data.insert("function-registry-tls-verify".into(), "false".into());
+    data.insert(
+        "builder-image".into(),
+        "kubeless/function-image-builder:latest".into(),
+    );
+    let s = Settings::from_config_map(&data).expect("settings");
+    assert_eq!(
+        s.builder_image,
+        kubeless_controller::settings::default_image()
+    );
+    let mut objects = render::function_objects(&python(), &s).expect("renders");
+    let inputs = objects
+        .build
+        .clone()
+        .expect("a runtime-image function can be built");
+    assert!(
+        inputs.runtime_image.contains("runtime-python"),
+        "{}",
+        inputs.runtime_image
+    );
+    let tag = "0123456789abcdef".repeat(4);
+    let job = render::build_job(&objects.deployment, &tag, "{\"x\":1}", &s).expect("job");
+    let job = serde_json::to_value(&job).expect("json");
+    assert_eq!(job["metadata"]["name"], "build-get-python-0123456789");
+    assert_eq!(
+        job["metadata"]["labels"],
+        json!({"created-by": "kubeless", "function": "get-python"})
+    );
+    assert_eq!(job["metadata"]["ownerReferences"][0]["kind"], "Function");
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["restartPolicy"], "OnFailure");
+    let inits: Vec<&str> = pod["initContainers"]
+        .as_array()
+        .expect("init containers")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(inits, ["prepare", "install"]);
+    let c = &pod["containers"][0];
+    assert_eq!(c["command"], json!(["kubeless"]));
+    assert_eq!(
+        c["args"],
+        json!([
+            "build-image",
+            "--layer-dir",
+            "/kubeless",
+            "--docker-config",
+            "/docker/.dockerconfigjson",
+            "--insecure"
+        ])
+    );
+    assert_eq!(
+        c["env"][0],
+        json!({"name": "KUBELESS_BUILD_REQUEST", "value": "{\"x\":1}"})
+    );
+    assert!(
+        pod["volumes"]
+            .as_array()
+            .expect("volumes")
+            .contains(&json!({"name": "registry-credentials", "secret": {"secretName": "kubeless-registry-credentials"}}))
+    );
+    assert_eq!(
+        render::build_job_name(&"f".repeat(63), &tag).len(),
+        63,
+        "long names are shortened to a valid label value"
+    );
+
+    render::use_image(&mut objects, "r.io/u/default-get-python:abc");
+    let dep = serde_json::to_value(&objects.deployment).expect("json");
+    let pod = &dep["spec"]["template"]["spec"];
+    assert!(pod.get("initContainers").is_none(), "{pod}");
+    assert_eq!(
+        pod["containers"][0]["image"],
+        "r.io/u/default-get-python:abc"
+    );
+    let volumes: Vec<&str> = pod["volumes"]
+        .as_array()
+        .expect("the user's volume stays")
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert_eq!(volumes, ["creds-vol"]);
+    assert!(
+        pod["imagePullSecrets"]
+            .as_array()
+            .expect("pull secrets")
+            .contains(&json!({"name": "kubeless-registry-credentials"}))
+    );
+    // A function with an image of its own has nothing to build.
+    let o = render::function_objects(&custom_image(), &s).expect("renders");
+    assert!(o.build.is_none());
+}

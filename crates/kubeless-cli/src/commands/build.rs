@@ -19,12 +19,12 @@ use anyhow::{Context as _, anyhow, bail};
 use clap::Args;
 use kubeless_api::{Function, Kind};
 use kubeless_builder::auth::DockerConfig;
-use kubeless_builder::build::{self, BuildSpec, Existing};
+use kubeless_builder::build::{self, Existing};
+use kubeless_builder::function::{Request, build_spec};
 use kubeless_builder::layer::{self, Layer};
 use kubeless_builder::reference::{Destination, ImageRef};
 use kubeless_builder::registry::{ClientOptions, RegistryClient};
 use kubeless_engine::artifact::{ArtifactCache, Tools};
-use kubeless_plan::expand::expand;
 use kubeless_plan::{Catalogue, FunctionPlan, Settings};
 
 use super::{Context, namespace};
@@ -32,21 +32,11 @@ use crate::client::get_as;
 use crate::config::{ProcessEnv, kubeless_home};
 use crate::log;
 
-/// Where the base images put the runtime host.
-pub const ENTRYPOINT: &str = "/usr/local/bin/kubeless-runtime";
-/// Where the function layer puts the artifact.
-pub const INSTALL_VOLUME: &str = "/kubeless";
-
 /// Flags shared by `function build` and `build-image`.
 #[derive(Debug, Args)]
 pub struct BuildFlags {
     /// Registry to push to, HOST[:PORT][/PREFIX]; repeat to push to several
-    #[arg(
-        long = "registry",
-        env = "KUBELESS_REGISTRY",
-        required = true,
-        value_delimiter = ','
-    )]
+    #[arg(long = "registry", env = "KUBELESS_REGISTRY", value_delimiter = ',')]
     registries: Vec<String>,
     /// Speak plain HTTP to the registries (function-registry-tls-verify: "false")
     #[arg(long)]
@@ -75,8 +65,18 @@ pub struct BuildArgs {
 #[derive(Debug, Args)]
 pub struct BuildImageArgs {
     /// The Function as JSON or YAML
-    #[arg(long = "function-file")]
-    function_file: PathBuf,
+    #[arg(
+        long = "function-file",
+        conflicts_with = "request",
+        required_unless_present = "request"
+    )]
+    function_file: Option<PathBuf>,
+    /// A build planned by controller-manager, as JSON (the build Job passes it in KUBELESS_BUILD_REQUEST)
+    #[arg(long, env = "KUBELESS_BUILD_REQUEST", hide_env_values = true)]
+    request: Option<String>,
+    /// The prepared /kubeless directory that becomes the function layer (with --request)
+    #[arg(long = "layer-dir", requires = "request")]
+    layer_dir: Option<PathBuf>,
     #[command(flatten)]
     flags: BuildFlags,
 }
@@ -91,15 +91,20 @@ struct Options {
 
 impl BuildFlags {
     fn validate(&self) -> anyhow::Result<Options> {
+        let opts = self.validate_credentials()?;
+        if opts.destinations.is_empty() {
+            bail!("--registry is required");
+        }
+        Ok(opts)
+    }
+
+    fn validate_credentials(&self) -> anyhow::Result<Options> {
         let destinations = self
             .registries
             .iter()
             .filter(|r| !r.trim().is_empty())
             .map(|r| Destination::parse(r.trim()))
             .collect::<Result<Vec<_>, _>>()?;
-        if destinations.is_empty() {
-            bail!("--registry is required");
-        }
         let base_image = self
             .base_image
             .as_deref()
@@ -132,89 +137,145 @@ pub fn run(ctx: &Context, a: BuildArgs) -> anyhow::Result<()> {
 }
 
 pub fn run_image(a: BuildImageArgs) -> anyhow::Result<()> {
+    if let Some(json) = &a.request {
+        let request = Request::parse(json)?;
+        let spec = request.spec()?;
+        let Some(dir) = a.layer_dir else {
+            bail!("--layer-dir is required with --request");
+        };
+        if !dir.is_dir() {
+            bail!("--layer-dir {} is not a directory", dir.display());
+        }
+        let opts = a.flags.validate_credentials()?;
+        return build_request(&request, spec, dir, opts);
+    }
+    let Some(file) = a.function_file else {
+        bail!("--function-file or --request is required");
+    };
     let opts = a.flags.validate()?;
-    let text = std::fs::read_to_string(&a.function_file)
-        .with_context(|| format!("read {}", a.function_file.display()))?;
+    let text =
+        std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
     let objects = crate::manifest::parse(&text, None)?;
     let object = objects
         .into_iter()
         .find(|o| o.kind == Kind::Function)
-        .ok_or_else(|| anyhow!("{} holds no Function", a.function_file.display()))?;
+        .ok_or_else(|| anyhow!("{} holds no Function", file.display()))?;
     let f: Function = serde_json::from_value(object.object)?;
     build_function(f, opts)
 }
 
-/// The image's environment: the plan's, `$(VAR)` references expanded the
-/// way Kubernetes does, with the install volume at `/kubeless`.
-fn image_env(plan: &FunctionPlan) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = Vec::new();
-    for var in &plan.env {
-        let value = match var.name.as_str() {
-            "KUBELESS_INSTALL_VOLUME" => INSTALL_VOLUME.to_string(),
-            _ => expand(&var.value, |name| {
-                env.iter()
-                    .rev()
-                    .find(|(k, _)| k == name)
-                    .map(|(_, v)| v.clone())
-            }),
-        };
-        env.push((var.name.clone(), value));
+fn client(
+    opts: Options,
+    hosts: impl IntoIterator<Item = String>,
+) -> anyhow::Result<RegistryClient> {
+    let insecure: BTreeSet<String> = if opts.insecure {
+        hosts.into_iter().collect()
+    } else {
+        BTreeSet::new()
+    };
+    Ok(RegistryClient::new(ClientOptions {
+        credentials: opts.credentials,
+        insecure,
+        retry: Default::default(),
+    })?)
+}
+
+fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("start the async runtime")
+}
+
+/// A build planned by controller-manager: the layer is a directory the
+/// Job's init containers prepared; the tag must be the planned one.
+fn build_request(
+    request: &Request,
+    spec: kubeless_builder::build::BuildSpec,
+    dir: PathBuf,
+    opts: Options,
+) -> anyhow::Result<()> {
+    let client = client(
+        opts,
+        [spec.destination.host.clone(), spec.base.host.clone()],
+    )?;
+    async_runtime()?.block_on(async {
+        let resolved = build::resolve(&client, spec).await?;
+        if resolved.tag != request.tag {
+            bail!(
+                "the base image {} changed since this build was planned (it now gives tag {}, the plan says {}); controller-manager plans a new build",
+                resolved.spec.base,
+                resolved.tag,
+                request.tag
+            );
+        }
+        if up_to_date(&client, &resolved).await? {
+            return Ok(());
+        }
+        let layer = tokio::task::spawn_blocking(move || layer::from_dir(&dir, "kubeless"))
+            .await
+            .context("build the function layer")??;
+        push(&client, &resolved, &layer).await
+    })
+}
+
+async fn up_to_date(client: &RegistryClient, resolved: &build::Resolved) -> anyhow::Result<bool> {
+    if let Existing::UpToDate { digest } = build::check(client, resolved).await? {
+        log::log(
+            log::Level::Info,
+            &format!("Image {} is up to date ({digest})", resolved.target),
+        );
+        println!("{}", resolved.target);
+        return Ok(true);
     }
-    env.push((
-        "KUBELESS_RUNTIME_LANGUAGE".into(),
-        plan.runtime.language.as_str().into(),
-    ));
-    env
+    Ok(false)
+}
+
+async fn push(
+    client: &RegistryClient,
+    resolved: &build::Resolved,
+    layer: &Layer,
+) -> anyhow::Result<()> {
+    let report = build::push(client, resolved, layer).await?;
+    log::log(
+        log::Level::Info,
+        &format!(
+            "Image {} pushed ({}; {} blobs uploaded, {} mounted, {} already there)",
+            report.reference,
+            report.manifest_digest,
+            report.uploaded,
+            report.mounted,
+            report.present
+        ),
+    );
+    println!("{}", report.reference);
+    Ok(())
 }
 
 fn build_function(f: Function, opts: Options) -> anyhow::Result<()> {
     let plan = kubeless_plan::plan(&f, &Catalogue::embedded(), &Settings::default())?;
-    let env = image_env(&plan);
-    let mut insecure = BTreeSet::new();
-    if opts.insecure {
-        insecure.extend(opts.destinations.iter().map(|d| d.host.clone()));
-        if let Some(b) = &opts.base_image {
-            insecure.insert(b.host.clone());
-        }
-    }
-    let client = RegistryClient::new(ClientOptions {
-        credentials: opts.credentials,
-        insecure,
-        retry: Default::default(),
-    })?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("start the async runtime")?;
-    rt.block_on(async {
+    let destinations = opts.destinations.clone();
+    let base_image = opts.base_image.clone();
+    let hosts: Vec<String> = destinations
+        .iter()
+        .map(|d| d.host.clone())
+        .chain(base_image.iter().map(|b| b.host.clone()))
+        .collect();
+    let client = client(opts, hosts)?;
+    async_runtime()?.block_on(async {
         let mut layer: Option<Layer> = None;
-        for dest in &opts.destinations {
-            let base = match &opts.base_image {
+        for dest in &destinations {
+            let base = match &base_image {
                 Some(b) => b.clone(),
                 None => ImageRef::parse(&format!(
                     "{}/kubeless/base-{}:{}",
                     dest.host, plan.runtime.id, plan.runtime.version
                 ))?,
             };
-            let spec = BuildSpec {
-                namespace: plan.namespace.clone(),
-                name: plan.name.clone(),
-                destination: dest.clone(),
-                base,
-                artifact_key: plan.artifact_key.clone(),
-                runtime: plan.runtime.runtime.clone(),
-                env: env.clone(),
-                entrypoint: vec![ENTRYPOINT.to_string()],
-                working_dir: INSTALL_VOLUME.to_string(),
-            };
+            let spec = build_spec(&plan, dest.clone(), base);
             let resolved = build::resolve(&client, spec).await?;
-            if let Existing::UpToDate { digest } = build::check(&client, &resolved).await? {
-                log::log(
-                    log::Level::Info,
-                    &format!("Image {} is up to date ({digest})", resolved.target),
-                );
-                println!("{}", resolved.target);
+            if up_to_date(&client, &resolved).await? {
                 continue;
             }
             if layer.is_none() {
@@ -223,19 +284,7 @@ fn build_function(f: Function, opts: Options) -> anyhow::Result<()> {
             let Some(l) = layer.as_ref() else {
                 bail!("the function layer was not built");
             };
-            let report = build::push(&client, &resolved, l).await?;
-            log::log(
-                log::Level::Info,
-                &format!(
-                    "Image {} pushed ({}; {} blobs uploaded, {} mounted, {} already there)",
-                    report.reference,
-                    report.manifest_digest,
-                    report.uploaded,
-                    report.mounted,
-                    report.present
-                ),
-            );
-            println!("{}", report.reference);
+            push(&client, &resolved, l).await?;
         }
         Ok(())
     })
@@ -294,32 +343,5 @@ fn local_tools() -> Tools {
         go: which("go"),
         javac: which("javac"),
         mvn: which("mvn"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn image_env_expands_the_install_volume() {
-        let f: Function = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "hello", "namespace": "default"},
-            "spec": {"handler": "hello.foo", "runtime": "python3.11", "function": "x",
-                     "deployment": {"spec": {"template": {"spec": {"containers": [
-                        {"env": [{"name": "A", "value": "1"}]}]}}}}}
-        }))
-        .unwrap();
-        let plan = kubeless_plan::plan(&f, &Catalogue::embedded(), &Settings::default()).unwrap();
-        let env = image_env(&plan);
-        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        assert_eq!(get("A"), Some("1"));
-        assert_eq!(get("FUNC_HANDLER"), Some("foo"));
-        assert_eq!(get("KUBELESS_INSTALL_VOLUME"), Some("/kubeless"));
-        assert_eq!(
-            get("PYTHONPATH"),
-            Some("/kubeless/.python_packages:/kubeless")
-        );
-        assert_eq!(get("KUBELESS_RUNTIME_LANGUAGE"), Some("python"));
     }
 }
