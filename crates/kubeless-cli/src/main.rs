@@ -102,6 +102,10 @@ enum Command {
     ControllerManager(commands::controller::ControllerArgs),
     /// Install Kubeless into the current Kubernetes cluster
     Install(commands::install::InstallArgs),
+    /// Remove Kubeless from the current Kubernetes cluster: the controller,
+    /// every function and trigger (finalizers included), the CRDs, RBAC and
+    /// namespace
+    Uninstall(commands::uninstall::UninstallArgs),
     /// Call a function as a CronJobTrigger does (run by the CronJob)
     #[command(name = "cron-invoke", hide = true)]
     CronInvoke(commands::controller::CronInvokeArgs),
@@ -132,6 +136,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Server(args) => server_cmd::run(args),
         Command::ControllerManager(a) => commands::controller::run(a),
         Command::Install(a) => commands::install::run(a),
+        Command::Uninstall(a) => commands::uninstall::run(a),
         Command::CronInvoke(a) => commands::controller::cron_invoke(a),
         Command::BuildImage(a) => commands::build::run_image(a),
     }

@@ -7,6 +7,28 @@
 //! the Lease and `kubeless-config` in the install namespace, the default
 //! ConfigMap and the `kubeless-controller-manager` Deployment (one container
 //! running `kubeless controller-manager`; two replicas elect a leader).
+//!
+//! [`uninstall_plan`] is the reverse, derived from the same list so the two
+//! cannot drift: what `kubeless uninstall` removes and in which order. The
+//! order is what keeps removal from hanging on finalizers that outlive the
+//! controller (the original Kubeless's problem):
+//!
+//! 1. the controller-manager Deployment, so no controller re-adds a
+//!    finalizer or recreates a child while the rest goes;
+//! 2. every Kubeless object in every namespace, triggers before functions:
+//!    deleted, then stripped of the `kubeless.io/` finalizers
+//!    ([`without_kubeless_finalizers`]) whose controller is gone. Deleting
+//!    first matters: once an object has a deletion timestamp the API server
+//!    refuses new finalizers, so even a controller still running elsewhere
+//!    cannot block it again;
+//! 3. the objects the controllers created for them ([`UninstallPlan::children`],
+//!    labelled `created-by: kubeless` and owned by a `kubeless.io` object,
+//!    see [`owned_by_kubeless`]): deleted explicitly rather than left to the
+//!    garbage collector, so nothing lingers where the collector is slow;
+//! 4. the CRDs, waited for until gone (the API server deletes any instance
+//!    left, which no longer carries a finalizer of ours);
+//! 5. the rest of the installation in reverse apply order, the namespace
+//!    last.
 
 use kube::Client;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
@@ -14,6 +36,16 @@ use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
 
 use crate::settings::{CONFIG_MAP, INSTALL_NAMESPACE, default_config_data, default_image};
+
+/// The controller-manager Deployment (in [`INSTALL_NAMESPACE`]).
+pub const CONTROLLER_DEPLOYMENT: &str = "kubeless-controller-manager";
+/// Label selector of the controller-manager pods.
+pub const CONTROLLER_SELECTOR: &str = "kubeless=controller";
+/// Label selector of the objects the controllers create.
+pub const CHILD_SELECTOR: &str = "created-by=kubeless";
+/// Prefix of every finalizer the controllers set (`kubeless.io/function`,
+/// `kubeless.io/httptrigger`, `kubeless.io/cronjobtrigger`, ...).
+pub const FINALIZER_PREFIX: &str = "kubeless.io/";
 use crate::{Error, LEASE_NAME};
 
 /// Every installation object, in apply order.
@@ -166,8 +198,237 @@ pub async fn apply(client: &Client, objects: &[Value]) -> Result<Vec<String>, Er
     Ok(done)
 }
 
+/// One object, named.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectRef {
+    pub resource: ApiResource,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl std::fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {ns}/{}", self.resource.kind, self.name),
+            None => write!(f, "{} {}", self.resource.kind, self.name),
+        }
+    }
+}
+
+/// What `kubeless uninstall` removes, step by step (module docs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UninstallPlan {
+    /// Step 1: the controller-manager Deployment; its pods carry
+    /// [`CONTROLLER_SELECTOR`].
+    pub controller: ObjectRef,
+    /// Step 2: the Kubeless kinds, triggers first, Function last.
+    pub kinds: Vec<ApiResource>,
+    /// Step 3: the kinds of the objects the controllers create, listed with
+    /// [`CHILD_SELECTOR`] in every namespace and deleted when
+    /// [`owned_by_kubeless`].
+    pub children: Vec<ApiResource>,
+    /// Step 4: the CRDs.
+    pub crds: Vec<ObjectRef>,
+    /// Step 5: the other installation objects, reverse apply order; the
+    /// namespace is last.
+    pub rest: Vec<ObjectRef>,
+}
+
+fn object_ref(obj: &Value) -> Result<ObjectRef, Error> {
+    Ok(ObjectRef {
+        resource: api_resource(obj)?,
+        namespace: obj["metadata"]["namespace"].as_str().map(str::to_string),
+        name: obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    })
+}
+
+/// The uninstall steps for what [`manifests`] installs.
+pub fn uninstall_plan() -> Result<UninstallPlan, Error> {
+    let objects = manifests(&default_image());
+    let mut crds = Vec::new();
+    let mut kinds = Vec::new();
+    let mut rest = Vec::new();
+    let mut controller = None;
+    for obj in &objects {
+        let r = object_ref(obj)?;
+        match r.resource.kind.as_str() {
+            "CustomResourceDefinition" => {
+                let group = obj.pointer("/spec/group").and_then(Value::as_str);
+                let version = obj.pointer("/spec/versions/0/name").and_then(Value::as_str);
+                let kind = obj.pointer("/spec/names/kind").and_then(Value::as_str);
+                let plural = obj.pointer("/spec/names/plural").and_then(Value::as_str);
+                let (Some(g), Some(v), Some(k), Some(p)) = (group, version, kind, plural) else {
+                    return Err(Error::Decode(format!("CRD {} has no names", r.name)));
+                };
+                kinds.push(ApiResource::from_gvk_with_plural(
+                    &GroupVersionKind::gvk(g, v, k),
+                    p,
+                ));
+                crds.push(r);
+            }
+            "Deployment" if r.name == CONTROLLER_DEPLOYMENT => controller = Some(r),
+            _ => rest.push(r),
+        }
+    }
+    // Functions last: a trigger names its function, never the reverse.
+    kinds.sort_by_key(|k| k.kind == "Function");
+    rest.reverse();
+    // The namespace goes last whatever the apply order was: deleting it
+    // deletes what is still inside.
+    rest.sort_by_key(|r| r.resource.kind == "Namespace");
+    let controller = controller.ok_or_else(|| {
+        Error::Decode("the manifests have no controller-manager Deployment".into())
+    })?;
+    let child = |group: &str, version: &str, kind: &str, plural: &str| {
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+    };
+    Ok(UninstallPlan {
+        controller,
+        kinds,
+        // Owners before what they own: a CronJob's Jobs, a Deployment's
+        // pods go with it.
+        children: vec![
+            child("networking.k8s.io", "v1", "Ingress", "ingresses"),
+            child("batch", "v1", "CronJob", "cronjobs"),
+            child("batch", "v1", "Job", "jobs"),
+            child(
+                "autoscaling",
+                "v2",
+                "HorizontalPodAutoscaler",
+                "horizontalpodautoscalers",
+            ),
+            child("apps", "v1", "Deployment", "deployments"),
+            child("", "v1", "Service", "services"),
+            child("", "v1", "ConfigMap", "configmaps"),
+        ],
+        crds,
+        rest,
+    })
+}
+
+/// `finalizers` without the Kubeless ones, or `None` when there is none of
+/// ours (nothing to patch). Other finalizers are kept: they belong to
+/// controllers that are still running.
+pub fn without_kubeless_finalizers(finalizers: &[String]) -> Option<Vec<String>> {
+    let kept: Vec<String> = finalizers
+        .iter()
+        .filter(|f| !f.starts_with(FINALIZER_PREFIX))
+        .cloned()
+        .collect();
+    (kept.len() != finalizers.len()).then_some(kept)
+}
+
+/// True for an object the controllers created: labelled `created-by:
+/// kubeless` and owned by a `kubeless.io` object (a Function or trigger).
+/// A user's object that merely carries the label is not touched.
+pub fn owned_by_kubeless(meta: &kube::core::ObjectMeta) -> bool {
+    let labelled = meta
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("created-by"))
+        .is_some_and(|v| v == "kubeless");
+    let owned = meta.owner_references.as_ref().is_some_and(|owners| {
+        owners.iter().any(|o| {
+            o.api_version
+                .split_once('/')
+                .is_some_and(|(g, _)| g == kubeless_api::GROUP)
+        })
+    });
+    labelled && owned
+}
+
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn uninstall_removes_everything_install_creates_in_order() {
+        let plan = super::uninstall_plan().expect("plan");
+        let installed: Vec<String> = super::manifests("img")
+            .iter()
+            .map(|o| super::object_ref(o).expect("known kind").to_string())
+            .collect();
+        let mut removed: Vec<String> = std::iter::once(plan.controller.to_string())
+            .chain(plan.crds.iter().map(ToString::to_string))
+            .chain(plan.rest.iter().map(ToString::to_string))
+            .collect();
+        let mut want = installed.clone();
+        want.sort();
+        removed.sort();
+        assert_eq!(
+            removed, want,
+            "uninstall and install cover the same objects"
+        );
+        assert_eq!(
+            plan.controller.to_string(),
+            "Deployment kubeless/kubeless-controller-manager"
+        );
+        let kinds: Vec<&str> = plan.kinds.iter().map(|k| k.kind.as_str()).collect();
+        assert_eq!(kinds.len(), 6);
+        assert_eq!(kinds.last(), Some(&"Function"));
+        assert!(kinds.contains(&"HTTPTrigger") && kinds.contains(&"CronJobTrigger"));
+        assert!(
+            plan.kinds
+                .iter()
+                .all(|k| k.api_version == "kubeless.io/v1beta1")
+        );
+        let rest: Vec<String> = plan.rest.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            rest,
+            [
+                "ConfigMap kubeless/kubeless-config",
+                "RoleBinding kubeless/kubeless-controller-manager",
+                "Role kubeless/kubeless-controller-manager",
+                "ClusterRoleBinding kubeless-controller-deployer",
+                "ClusterRole kubeless-controller-deployer",
+                "ServiceAccount kubeless/controller-acct",
+                "Namespace kubeless",
+            ]
+        );
+    }
+
+    #[test]
+    fn only_kubeless_finalizers_are_removed() {
+        let f = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            super::without_kubeless_finalizers(&f(&["kubeless.io/function", "example.com/x"])),
+            Some(f(&["example.com/x"]))
+        );
+        assert_eq!(
+            super::without_kubeless_finalizers(&f(&["kubeless.io/httptrigger"])),
+            Some(vec![])
+        );
+        assert_eq!(
+            super::without_kubeless_finalizers(&f(&["example.com/x"])),
+            None
+        );
+        assert_eq!(super::without_kubeless_finalizers(&[]), None);
+    }
+
+    #[test]
+    fn children_are_labelled_and_owned_by_a_kubeless_object() {
+        let meta = |v: serde_json::Value| -> kube::core::ObjectMeta {
+            serde_json::from_value(v).expect("meta")
+        };
+        let owner = json!([{"apiVersion": "kubeless.io/v1beta1", "kind": "Function",
+                            "name": "f", "uid": "u"}]);
+        assert!(super::owned_by_kubeless(&meta(json!({
+            "labels": {"created-by": "kubeless"}, "ownerReferences": owner}))));
+        // The user's own object with the label, or ours without owner: kept.
+        assert!(!super::owned_by_kubeless(&meta(json!({
+            "labels": {"created-by": "kubeless"}}))));
+        assert!(!super::owned_by_kubeless(&meta(
+            json!({"ownerReferences": owner})
+        )));
+        assert!(!super::owned_by_kubeless(&meta(json!({
+            "labels": {"created-by": "kubeless"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
+                                 "name": "f", "uid": "u"}]}))));
+    }
+
     #[test]
     fn deploy_manifest_is_in_sync() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/kubeless.yaml");

@@ -12,6 +12,7 @@ pub mod secret;
 pub mod server_config;
 pub mod topic;
 pub mod trigger;
+pub mod uninstall;
 
 use std::sync::{Arc, OnceLock};
 
