@@ -63,6 +63,11 @@ pub fn run(args: UninstallArgs) -> anyhow::Result<()> {
             Client::try_from(config).map_err(|e| anyhow!("cannot build the kube client: {e}"))?;
         match tokio::time::timeout(CONNECT_TIMEOUT, client.apiserver_version()).await {
             Ok(Ok(_)) => {}
+            Ok(Err(kube::Error::Api(s))) => bail!(
+                "the Kubernetes API server at {server} refused the request: {} ({})",
+                s.message,
+                s.code
+            ),
             Ok(Err(e)) => bail!(
                 "cannot reach the Kubernetes API server at {server}: {}",
                 root_cause(&e)
@@ -76,13 +81,9 @@ pub fn run(args: UninstallArgs) -> anyhow::Result<()> {
             deleted: 0,
         };
         u.run(&plan).await?;
-        if args.dry_run {
-            if u.deleted == 0 {
-                log(Level::Info, "Kubeless is not installed: nothing to delete");
-            }
-        } else if u.deleted == 0 {
+        if u.deleted == 0 {
             log(Level::Info, "Kubeless is not installed: nothing to delete");
-        } else {
+        } else if !args.dry_run {
             log(
                 Level::Info,
                 &format!("Kubeless is uninstalled ({} objects deleted)", u.deleted),
