@@ -421,6 +421,16 @@ async fn scenario(c: Client) {
         .await
         .expect("delete namespace");
 
+    // A user's object that merely carries the label is not Kubeless's.
+    Api::<ConfigMap>::namespaced(c.clone(), &ns)
+        .create(
+            &PostParams::default(),
+            &from_json(json!({"metadata": {"name": "users-own",
+                                           "labels": {"created-by": "kubeless"}}})),
+        )
+        .await
+        .expect("create the user's ConfigMap");
+
     // --dry-run lists, changes nothing.
     let (out, _) = ok(&["uninstall", "--dry-run"]).await;
     for line in [
@@ -444,6 +454,7 @@ async fn scenario(c: Client) {
             "dry run misses {line:?}:\n{out}"
         );
     }
+    assert!(!out.contains("users-own"), "{out}");
     let hello = fns.get("hello").await.expect("dry run kept hello");
     assert!(hello.metadata.deletion_timestamp.is_none());
     assert!(
@@ -484,12 +495,21 @@ async fn scenario(c: Client) {
         left.extend(kubeless_children::<Deployment>(&c).await);
         left.extend(kubeless_children::<Service>(&c).await);
         left.extend(kubeless_children::<ConfigMap>(&c).await);
+        left.retain(|o| *o != format!("ConfigMap {ns}/users-own"));
         if left.is_empty() || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(
+        Api::<ConfigMap>::namespaced(c.clone(), &ns)
+            .get_opt("users-own")
+            .await
+            .expect("get")
+            .is_some(),
+        "the user's ConfigMap labelled created-by=kubeless was deleted"
+    );
     assert!(nss.get_opt("kubeless").await.expect("get").is_none());
     assert!(
         Api::<ClusterRole>::all(c.clone())

@@ -441,3 +441,32 @@ impl Uninstaller {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use kube::api::DynamicObject;
+    use serde_json::json;
+
+    #[test]
+    fn a_terminating_namespace_says_what_holds_it() {
+        let ns: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kubeless"},
+            "status": {"phase": "Terminating", "conditions": [
+                {"type": "NamespaceDeletionDiscoveryFailure", "status": "False",
+                 "message": "All resources successfully discovered"},
+                {"type": "NamespaceFinalizersRemaining", "status": "True",
+                 "message": "Some content in the namespace has finalizers remaining: example.com/x in 1 resource instances"},
+            ]},
+        }))
+        .expect("namespace");
+        assert_eq!(
+            super::namespace_state(&ns),
+            "terminating: Some content in the namespace has finalizers remaining: example.com/x in 1 resource instances"
+        );
+        let fresh: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kubeless"},
+        }))
+        .expect("namespace");
+        assert_eq!(super::namespace_state(&fresh), "terminating");
+    }
+}
