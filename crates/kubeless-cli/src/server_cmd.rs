@@ -68,12 +68,20 @@ pub struct ServerArgs {
         default_value = "nats://127.0.0.1:4222"
     )]
     nats_url: String,
-    /// Use core NATS subscriptions (at-most-once) instead of JetStream durable consumers
-    #[arg(long, env = "KUBELESS_NATS_CORE")]
-    nats_core: bool,
     /// Kafka brokers (host:port,...) for Kafka triggers and `kubeless topic`
     #[arg(long, env = "KUBELESS_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     kafka_brokers: String,
+    #[command(flatten)]
+    delivery: DeliveryArgs,
+}
+
+/// How Kafka and NATS trigger events are delivered; the same flags for
+/// `kubeless server` and `kubeless controller-manager`.
+#[derive(Debug, Args)]
+pub struct DeliveryArgs {
+    /// Use core NATS subscriptions (at-most-once) instead of JetStream durable consumers
+    #[arg(long, env = "KUBELESS_NATS_CORE")]
+    nats_core: bool,
     /// Retries of an event the function answered with an error, before it goes to the dead-letter topic/subject
     #[arg(long, env = "KUBELESS_TRIGGER_RETRIES", default_value_t = 5)]
     trigger_retries: u32,
@@ -87,6 +95,26 @@ pub struct ServerArgs {
         default_value_t = 30_000
     )]
     trigger_max_backoff_ms: u64,
+}
+
+impl DeliveryArgs {
+    /// The broker options with these delivery settings.
+    pub fn topic_options(
+        &self,
+        nats_url: String,
+        kafka_brokers: String,
+    ) -> kubeless_events::topic::TopicOptions {
+        kubeless_events::topic::TopicOptions {
+            nats_url,
+            nats_jetstream: !self.nats_core,
+            kafka_brokers,
+            retry: kubeless_events::RetryPolicy {
+                max_retries: self.trigger_retries,
+                initial_backoff: Duration::from_millis(self.trigger_backoff_ms),
+                max_backoff: Duration::from_millis(self.trigger_max_backoff_ms),
+            },
+        }
+    }
 }
 
 fn which(name: &str) -> Option<String> {
@@ -145,16 +173,9 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         log_bytes: args.log_bytes,
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
         gateway_tls_addr: args.gateway_tls_addr,
-        triggers: kubeless_engine::triggers::TriggerOptions {
-            nats_url: args.nats_url,
-            nats_jetstream: !args.nats_core,
-            kafka_brokers: args.kafka_brokers,
-            retry: kubeless_engine::triggers::RetryPolicy {
-                max_retries: args.trigger_retries,
-                initial_backoff: Duration::from_millis(args.trigger_backoff_ms),
-                max_backoff: Duration::from_millis(args.trigger_max_backoff_ms),
-            },
-        },
+        triggers: args
+            .delivery
+            .topic_options(args.nats_url, args.kafka_brokers),
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     // Half the CPUs (at least one) unless TOKIO_WORKER_THREADS says

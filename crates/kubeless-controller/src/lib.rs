@@ -15,16 +15,17 @@
 //! - [`function`], [`triggers`]: the reconcilers (idempotent, return an
 //!   `Action`; retry policy is [`error_policy`], exponential per object).
 //! - [`lease`]: leader election on a `coordination.k8s.io/v1` Lease.
+//! - [`events`]: the Kafka and NATS trigger consumers (`kubeless-events`,
+//!   the code embedded mode runs), in the leader only, calling functions at
+//!   their Services.
 //!
 //! [`run`] ties them together under one cancellation token: shutdown stops
-//! the controllers (in-flight reconciles finish), releases the lease and
-//! returns, bounded by the caller's grace period.
-//!
-//! Kafka and NATS triggers are not consumed in Kubernetes mode yet (see
-//! docs/kubernetes.md); their objects are accepted and stored.
+//! the controllers (in-flight reconciles finish) and the trigger consumers
+//! (bounded by [`STOP_GRACE`]), releases the lease and returns.
 
 pub mod apply;
 pub mod build;
+pub mod events;
 pub mod function;
 pub mod install;
 pub mod lease;
@@ -71,6 +72,11 @@ pub enum Error {
     Decode(String),
     #[error("kubeless-config is invalid")]
     Settings(#[source] settings::SettingsError),
+    #[error("invalid {option}: {reason}")]
+    InvalidOption {
+        option: &'static str,
+        reason: String,
+    },
 }
 
 impl Error {
@@ -166,10 +172,14 @@ pub struct Options {
     /// `None` = no leader election (a single replica).
     pub leader_election: Option<lease::Timing>,
     pub identity: String,
+    /// Kafka/NATS brokers and where functions are called.
+    pub events: events::EventOptions,
 }
 
 /// Name of the leader-election Lease.
 pub const LEASE_NAME: &str = "kubeless-controller-manager";
+/// How long stopping waits for the controllers and trigger consumers.
+pub const STOP_GRACE: Duration = Duration::from_secs(8);
 
 fn parse_config(cm: &ConfigMap) -> Result<Settings, Error> {
     Settings::from_config_map(&cm.data.clone().unwrap_or_default()).map_err(Error::Settings)
@@ -195,6 +205,7 @@ pub async fn load_settings(client: &Client, opts: &Options) -> Result<Settings, 
 /// Run controller-manager until `shutdown` is cancelled (returns `Ok`) or
 /// leadership is lost (returns `Err`-free but early: the caller exits).
 pub async fn run(client: Client, opts: Options, shutdown: CancellationToken) -> Result<(), Error> {
+    opts.events.validate()?;
     let initial = load_settings(&client, &opts).await?;
     let elector = opts.leader_election.map(|t| {
         lease::Elector::new(
@@ -223,12 +234,19 @@ pub async fn run(client: Client, opts: Options, shutdown: CancellationToken) -> 
             None => shutdown.cancelled().await,
         }
     };
-    tokio::select! {
-        _ = controllers(ctx.clone(), rx, work.clone()) => {}
-        _ = watch_config(client.clone(), &opts, tx) => {}
-        _ = hold => {}
-    }
+    let running = controllers(ctx.clone(), rx, work.clone(), opts.events.clone());
+    tokio::pin!(running);
+    let finished = tokio::select! {
+        _ = &mut running => true,
+        _ = watch_config(client.clone(), &opts, tx) => false,
+        _ = hold => false,
+    };
     work.cancel();
+    // Let in-flight reconciles finish and the consumers commit what they
+    // handled before the lease goes.
+    if !finished && tokio::time::timeout(STOP_GRACE, running).await.is_err() {
+        tracing::warn!("controllers did not stop within {STOP_GRACE:?}");
+    }
     if let Some(e) = &elector {
         e.release().await;
     }
@@ -285,6 +303,7 @@ async fn controllers(
     ctx: Arc<Context>,
     mut rx: watch::Receiver<Arc<Settings>>,
     stop: CancellationToken,
+    event_opts: events::EventOptions,
 ) {
     loop {
         let ns = rx.borrow().functions_namespace.clone();
@@ -326,6 +345,12 @@ async fn controllers(
             ctx.clone(),
         )
         .for_each(|_| async {});
+        let consumers = events::run(
+            client.clone(),
+            ns.clone(),
+            event_opts.clone(),
+            round.clone(),
+        );
         tracing::info!(namespace = %if ns.is_empty() { "(all)" } else { &ns }, "controllers started");
         let namespace_changed = async {
             loop {
@@ -337,7 +362,7 @@ async fn controllers(
                 }
             }
         };
-        let all = futures_util::future::join3(function, http, cron);
+        let all = futures_util::future::join4(function, http, cron, consumers);
         tokio::pin!(all);
         tokio::select! {
             _ = &mut all => return,

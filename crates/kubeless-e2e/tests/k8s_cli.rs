@@ -14,53 +14,18 @@
 //! Without `KUBECONFIG` the tests are skipped, except when `REQUIRE_K8S=1`
 //! or `CI` is set: then they fail.
 
-use std::future::Future;
+mod k8s_support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use kube::Client;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use k8s_support::{Env, client, eventually, install_crds};
+use kube::api::{Api, DeleteParams, PostParams};
 use kubeless_controller::resources::{Function, HttpTrigger};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
-
-fn required() -> bool {
-    std::env::var_os("REQUIRE_K8S").is_some_and(|v| v == "1") || std::env::var_os("CI").is_some()
-}
-
-async fn client() -> Option<Client> {
-    if std::env::var_os("KUBECONFIG").is_none() {
-        assert!(
-            !required(),
-            "REQUIRE_K8S=1/CI but KUBECONFIG is not set: start tools/k8s-harness/up.sh"
-        );
-        eprintln!("skipped: KUBECONFIG not set (tools/k8s-harness/up.sh starts a control plane)");
-        return None;
-    }
-    Some(Client::try_default().await.expect("kubeconfig is usable"))
-}
-
-async fn eventually<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {secs}s waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
 
 /// The built `kubeless` (target/<profile>/kubeless).
 fn kubeless_bin() -> PathBuf {
@@ -107,96 +72,6 @@ async fn ok(args: &[&str], env: &[(&str, &str)]) -> (String, String) {
     (stdout, stderr)
 }
 
-async fn install(c: &Client) {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../deploy/kubeless.yaml"
-    ))
-    .expect("deploy/kubeless.yaml");
-    let objects: Vec<Value> = text
-        .split("\n---\n")
-        .filter_map(|d| serde_yaml::from_str::<Value>(d).ok())
-        .filter(|v| v.is_object())
-        .collect();
-    kubeless_controller::install::apply(c, &objects)
-        .await
-        .expect("deploy/kubeless.yaml applies to the API server");
-    let fns: Api<Function> = Api::all(c.clone());
-    eventually("the Function CRD to be served", 30, || async {
-        fns.list(&ListParams::default()).await.ok().map(|_| ())
-    })
-    .await;
-}
-
-/// A namespace with its own in-process controller-manager.
-struct Env {
-    client: Client,
-    ns: String,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Env {
-    async fn start(name: &str) -> Option<Env> {
-        let c = client().await?;
-        install(&c).await;
-        let ns = format!("cli-{name}-{}", std::process::id());
-        let nss: Api<Namespace> = Api::all(c.clone());
-        let _ = nss
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns"),
-            )
-            .await;
-        let mut data = kubeless_controller::settings::default_config_data();
-        data.insert("functions-namespace".into(), ns.clone());
-        let cm: ConfigMap =
-            serde_json::from_value(json!({"metadata": {"name": "kubeless-config"}, "data": data}))
-                .expect("cm");
-        Api::<ConfigMap>::namespaced(c.clone(), &ns)
-            .patch(
-                "kubeless-config",
-                &PatchParams::apply("test").force(),
-                &Patch::Apply(&cm),
-            )
-            .await
-            .expect("config map");
-        let stop = CancellationToken::new();
-        let opts = kubeless_controller::Options {
-            namespace: ns.clone(),
-            config_map: "kubeless-config".into(),
-            leader_election: None,
-            identity: format!("cli-test-{name}"),
-        };
-        let (token, controller) = (stop.clone(), c.clone());
-        let task = tokio::spawn(async move {
-            kubeless_controller::run(controller, opts, token)
-                .await
-                .expect("controller-manager runs");
-        });
-        Some(Env {
-            client: c,
-            ns,
-            stop,
-            task,
-        })
-    }
-
-    fn api<K>(&self) -> Api<K>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-    {
-        Api::namespaced(self.client.clone(), &self.ns)
-    }
-
-    async fn stop(self) {
-        self.stop.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(15), self.task).await;
-        let nss: Api<Namespace> = Api::all(self.client.clone());
-        let _ = nss.delete(&self.ns, &DeleteParams::default()).await;
-    }
-}
-
 /// A kubeconfig like `KUBECONFIG` whose current context names `ns`.
 fn kubeconfig_with_namespace(dir: &Path, ns: &str) -> PathBuf {
     let path = std::env::var("KUBECONFIG").expect("KUBECONFIG");
@@ -216,7 +91,7 @@ fn kubeconfig_with_namespace(dir: &Path, ns: &str) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_manages_functions_triggers_and_autoscalers() {
-    let Some(env) = Env::start("crud").await else {
+    let Some(env) = Env::start("cli", "crud").await else {
         return;
     };
     let ns = env.ns.as_str();
@@ -438,7 +313,7 @@ async fn get_server_config_reads_the_configmap() {
     let Some(c) = client().await else {
         return;
     };
-    install(&c).await;
+    install_crds(&c).await;
     // kubeless/kubeless-config from deploy/kubeless.yaml.
     let (_, err) = ok(&["get-server-config"], &[]).await;
     assert!(err.contains("Current Server Config:"), "{err}");

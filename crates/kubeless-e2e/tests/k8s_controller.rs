@@ -7,148 +7,21 @@
 //! Without `KUBECONFIG` the tests are skipped, except when `REQUIRE_K8S=1`
 //! or `CI` is set: then they fail.
 
-use std::future::Future;
+mod k8s_support;
+
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_support::{Env, client, eventually};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, Config};
 use kubeless_controller::resources::{CronJobTrigger, Function, HttpTrigger};
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
-
-fn required() -> bool {
-    std::env::var_os("REQUIRE_K8S").is_some_and(|v| v == "1") || std::env::var_os("CI").is_some()
-}
-
-async fn client() -> Option<Client> {
-    if std::env::var_os("KUBECONFIG").is_none() {
-        assert!(
-            !required(),
-            "REQUIRE_K8S=1/CI but KUBECONFIG is not set: start tools/k8s-harness/up.sh"
-        );
-        eprintln!("skipped: KUBECONFIG not set (tools/k8s-harness/up.sh starts a control plane)");
-        return None;
-    }
-    Some(Client::try_default().await.expect("kubeconfig is usable"))
-}
-
-async fn eventually<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {secs}s waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-async fn install_crds(c: &Client) {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../deploy/kubeless.yaml"
-    ))
-    .expect("deploy/kubeless.yaml");
-    let objects: Vec<Value> = text
-        .split("\n---\n")
-        .filter_map(|d| serde_yaml::from_str::<Value>(d).ok())
-        .filter(|v| v.is_object())
-        .collect();
-    assert!(objects.len() > 10, "deploy/kubeless.yaml has every object");
-    kubeless_controller::install::apply(c, &objects)
-        .await
-        .expect("deploy/kubeless.yaml applies to the API server");
-    let fns: Api<Function> = Api::all(c.clone());
-    eventually("the Function CRD to be served", 30, || async {
-        fns.list(&ListParams::default()).await.ok().map(|_| ())
-    })
-    .await;
-}
-
-/// A namespace with its own controller-manager.
-struct Env {
-    client: Client,
-    ns: String,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Env {
-    async fn start(name: &str) -> Option<Env> {
-        let c = client().await?;
-        Some(Env::start_with(c.clone(), c, name).await)
-    }
-
-    async fn start_with(admin: Client, controller: Client, name: &str) -> Env {
-        install_crds(&admin).await;
-        let ns = format!("t-{name}-{}", std::process::id());
-        let nss: Api<Namespace> = Api::all(admin.clone());
-        let _ = nss
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns"),
-            )
-            .await;
-        let mut data = kubeless_controller::settings::default_config_data();
-        data.insert("functions-namespace".into(), ns.clone());
-        let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), &ns);
-        let cm: ConfigMap =
-            serde_json::from_value(json!({"metadata": {"name": "kubeless-config"}, "data": data}))
-                .expect("cm");
-        cms.patch(
-            "kubeless-config",
-            &PatchParams::apply("test").force(),
-            &Patch::Apply(&cm),
-        )
-        .await
-        .expect("config map");
-        let stop = CancellationToken::new();
-        let opts = kubeless_controller::Options {
-            namespace: ns.clone(),
-            config_map: "kubeless-config".into(),
-            leader_election: None,
-            identity: format!("test-{name}"),
-        };
-        let token = stop.clone();
-        let task = tokio::spawn(async move {
-            kubeless_controller::run(controller, opts, token)
-                .await
-                .expect("controller-manager runs");
-        });
-        Env {
-            client: admin,
-            ns,
-            stop,
-            task,
-        }
-    }
-
-    fn api<K>(&self) -> Api<K>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-    {
-        Api::namespaced(self.client.clone(), &self.ns)
-    }
-
-    async fn stop(self) {
-        self.stop.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(15), self.task).await;
-        let nss: Api<Namespace> = Api::all(self.client.clone());
-        let _ = nss.delete(&self.ns, &DeleteParams::default()).await;
-    }
-}
 
 fn function(name: &str, code: &str) -> Function {
     serde_json::from_value(json!({
@@ -177,7 +50,7 @@ fn prepare_script(d: &Deployment) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn function_becomes_configmap_deployment_service_then_updates_and_deletes() {
-    let Some(env) = Env::start("fn").await else {
+    let Some(env) = Env::start("t", "fn").await else {
         return;
     };
     let fns: Api<Function> = env.api();
@@ -328,7 +201,7 @@ async fn function_becomes_configmap_deployment_service_then_updates_and_deletes(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_objects_are_never_overwritten() {
-    let Some(env) = Env::start("conflict").await else {
+    let Some(env) = Env::start("t", "conflict").await else {
         return;
     };
     let cms: Api<ConfigMap> = env.api();
@@ -387,7 +260,7 @@ async fn foreign_objects_are_never_overwritten() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_and_cron_triggers_become_ingress_and_cronjob() {
-    let Some(env) = Env::start("triggers").await else {
+    let Some(env) = Env::start("t", "triggers").await else {
         return;
     };
     let fns: Api<Function> = env.api();
@@ -539,7 +412,7 @@ async fn controller_recovers_when_the_api_server_comes_back() {
     let controller = Client::try_from(cfg).expect("client");
     let mut cut = CancellationToken::new();
     let mut link = tokio::spawn(proxy(listener, upstream.clone(), cut.clone()));
-    let env = Env::start_with(admin, controller, "recover").await;
+    let env = Env::start_with(admin, controller, "t", "recover").await;
     let fns: Api<Function> = env.api();
     let deps: Api<Deployment> = env.api();
     fns.create(&PostParams::default(), &function("before", "x = 1\n"))

@@ -9,10 +9,6 @@ mod triggers_support;
 use std::time::{Duration, Instant};
 
 use common::Server;
-use rdkafka::Message;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Headers;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use triggers_support::*;
 
 fn server(kafka: &Broker, extra: &[&str]) -> Server {
@@ -20,27 +16,6 @@ fn server(kafka: &Broker, extra: &[&str]) -> Server {
     let mut args = vec!["--kafka-brokers", b.as_str()];
     args.extend_from_slice(extra);
     Server::start_with(&args)
-}
-
-fn produce(brokers: &str, topic: &str, range: std::ops::Range<u64>) {
-    rt().block_on(async {
-        let p: FutureProducer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("linger.ms", "5")
-            .create()
-            .expect("producer");
-        let mut pending = Vec::new();
-        for i in range {
-            let body = format!("{{\"seq\": {i}}}");
-            pending.push(
-                p.send_result(FutureRecord::<(), _>::to(topic).payload(&body))
-                    .expect("queue"),
-            );
-        }
-        for d in pending {
-            d.await.expect("delivery").expect("broker ack");
-        }
-    });
 }
 
 #[test]
@@ -198,38 +173,7 @@ fn kafka_always_failing_function_ends_in_the_dead_letter_topic() {
         (st["deadLettered"].as_u64() == Some(3)).then_some(st)
     });
     assert_eq!(st["retried"].as_u64(), Some(6), "{st}");
-    let dead = rt().block_on(async {
-        let c: StreamConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .set("group.id", "test-dead-letters")
-            .set("auto.offset.reset", "earliest")
-            .create()
-            .expect("consumer");
-        c.subscribe(&["doomed.deadletter"]).expect("subscribe");
-        let mut got = Vec::new();
-        while got.len() < 3 {
-            match tokio::time::timeout(Duration::from_secs(60), c.recv()).await {
-                Ok(Ok(m)) => {
-                    let mut h = std::collections::BTreeMap::new();
-                    if let Some(hs) = m.headers() {
-                        for x in hs.iter() {
-                            h.insert(
-                                x.key.to_string(),
-                                String::from_utf8_lossy(x.value.unwrap_or_default()).to_string(),
-                            );
-                        }
-                    }
-                    got.push((
-                        String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string(),
-                        h,
-                    ));
-                }
-                Ok(Err(e)) => panic!("reading the dead-letter topic: {e}"),
-                Err(_) => panic!("only {} dead letters in the topic", got.len()),
-            }
-        }
-        got
-    });
+    let dead = dead_letters(&brokers, "doomed.deadletter", 3);
     for (body, h) in &dead {
         assert!(body.contains("seq"), "{body}");
         assert!(

@@ -18,18 +18,6 @@ fn server(nats: &Broker, extra: &[&str]) -> Server {
     Server::start_with(&args)
 }
 
-fn publish_many(url: &str, subject: &str, range: std::ops::Range<u64>) {
-    rt().block_on(async {
-        let c = async_nats::connect(url).await.expect("connect to nats");
-        for i in range {
-            c.publish(subject.to_string(), format!("{{\"seq\": {i}}}").into())
-                .await
-                .expect("publish");
-        }
-        c.flush().await.expect("flush");
-    });
-}
-
 #[test]
 fn nats_messages_reach_every_selected_function_with_headers() {
     let nats = Broker::nats();

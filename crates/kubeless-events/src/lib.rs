@@ -16,7 +16,10 @@
 //! - [`source`]: the one trait every trigger implements, and the health a
 //!   running source reports;
 //! - [`nats`] and [`kafka`]: the NATS (core or JetStream) and Kafka
-//!   consumers and publishers.
+//!   consumers and publishers;
+//! - [`topic`]: what both modes' trigger owners share about Kafka and NATS
+//!   triggers: which (trigger, function) pairs consume, the consumer task
+//!   of one pair, and the state a trigger reports.
 //!
 //! Guarantee: at-least-once. A position (Kafka offset, JetStream ack) is
 //! committed only after the function answered 2xx or the event was written
@@ -30,6 +33,7 @@ pub mod kafka;
 pub mod nats;
 pub mod source;
 pub mod stats;
+pub mod topic;
 
 pub use deliver::{Outcome, RetryPolicy};
 pub use event::{Event, EventSourceKind};

@@ -37,6 +37,18 @@ pub struct Snapshot {
     pub failed: u64,
 }
 
+impl Snapshot {
+    /// Copy the counters into a trigger's status.
+    pub fn write_to(&self, st: &mut kubeless_api::TriggerStatus) {
+        st.delivered = self.delivered;
+        st.retried = self.retried;
+        st.dead_lettered = self.dead_lettered;
+        st.in_flight = self.in_flight;
+        st.skipped = self.skipped;
+        st.failed = self.failed;
+    }
+}
+
 impl Counters {
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {

@@ -5,9 +5,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
+use kubeless_controller::events;
 use kubeless_controller::lease::Timing;
 use kubeless_controller::settings::{CONFIG_MAP, INSTALL_NAMESPACE};
 use tokio_util::sync::CancellationToken;
+
+use crate::server_cmd::DeliveryArgs;
 
 /// Flags of `kubeless controller-manager`.
 #[derive(Debug, Args)]
@@ -27,6 +30,21 @@ pub struct ControllerArgs {
     /// Seconds to finish in-flight reconciles on SIGTERM
     #[arg(long, default_value_t = 10)]
     shutdown_grace: u64,
+    /// Kafka brokers (host:port,...) for Kafka triggers
+    #[arg(long, env = "KAFKA_BROKERS", default_value = events::DEFAULT_KAFKA_BROKERS)]
+    kafka_brokers: String,
+    /// NATS server for NATS triggers
+    #[arg(long, env = "NATS_URL", default_value = events::DEFAULT_NATS_URL)]
+    nats_url: String,
+    /// Where Kafka/NATS events are sent: {name}, {namespace} and {port} (the function Service's first port) are filled in
+    #[arg(
+        long,
+        env = "KUBELESS_FUNCTION_URL_TEMPLATE",
+        default_value = events::DEFAULT_URL_TEMPLATE
+    )]
+    function_url_template: String,
+    #[command(flatten)]
+    delivery: DeliveryArgs,
 }
 
 /// Run the controllers until SIGTERM/SIGINT (a second signal exits at once).
@@ -36,11 +54,22 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<()> {
         .filter(|s| !s.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| format!("kubeless-{}", std::process::id()));
+    let events = events::EventOptions {
+        topics: args
+            .delivery
+            .topic_options(args.nats_url, args.kafka_brokers),
+        function_url: events::UrlTemplate::parse(&args.function_url_template)
+            .map_err(|e| anyhow::anyhow!(kubeless_controller::error_chain(&e)))?,
+    };
+    events
+        .validate()
+        .map_err(|e| anyhow::anyhow!(kubeless_controller::error_chain(&e)))?;
     let opts = kubeless_controller::Options {
         namespace: args.namespace,
         config_map: args.config,
         leader_election: (!args.no_leader_elect).then(Timing::default),
         identity,
+        events,
     };
     let grace = Duration::from_secs(args.shutdown_grace);
     let rt = tokio::runtime::Runtime::new().context("start the async runtime")?;

@@ -148,7 +148,8 @@ impl Broker {
 }
 
 /// Appends one JSON line per event to `$SINK`; `$FAIL` makes it answer
-/// 500, `$SLOW` sleeps that many seconds first.
+/// 500, `$SLOW` sleeps that many seconds first; a `{"poison": true}`
+/// message always gets 500.
 pub const SINK: &str = r#"import json, os, time
 
 def handler(event, context):
@@ -159,6 +160,8 @@ def handler(event, context):
     d = event['data']
     if isinstance(d, bytes):
         d = d.decode()
+    if isinstance(d, dict) and d.get('poison'):
+        raise Exception('poison message')
     h = event['extensions']['request'].headers
     line = json.dumps({'data': d, 'ns': event['event-namespace'], 'type': event['event-type'],
         'time': event['event-time'], 'id': event['event-id'], 'topic': h.get('event-topic'),
@@ -310,4 +313,90 @@ pub fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
+}
+
+/// Publish `{"seq": N}` for every N in `range` to a Kafka topic and wait
+/// for the broker's acks.
+pub fn produce(brokers: &str, topic: &str, range: std::ops::Range<u64>) {
+    let bodies: Vec<String> = range.map(|i| format!("{{\"seq\": {i}}}")).collect();
+    produce_bodies(brokers, topic, &bodies);
+}
+
+/// Publish each body as one Kafka message and wait for the broker's acks.
+pub fn produce_bodies(brokers: &str, topic: &str, bodies: &[String]) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    rt().block_on(async {
+        let p: FutureProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("linger.ms", "5")
+            .create()
+            .expect("producer");
+        let mut pending = Vec::new();
+        for body in bodies {
+            pending.push(
+                p.send_result(FutureRecord::<(), _>::to(topic).payload(body))
+                    .expect("queue"),
+            );
+        }
+        for d in pending {
+            d.await.expect("delivery").expect("broker ack");
+        }
+    });
+}
+
+/// Read `n` messages of a Kafka dead-letter topic from its start: (body,
+/// headers).
+pub fn dead_letters(
+    brokers: &str,
+    topic: &str,
+    n: usize,
+) -> Vec<(String, BTreeMap<String, String>)> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::Headers;
+    rt().block_on(async {
+        let c: StreamConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", format!("test-dead-letters-{topic}"))
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .expect("consumer");
+        c.subscribe(&[topic]).expect("subscribe");
+        let mut got = Vec::new();
+        while got.len() < n {
+            match tokio::time::timeout(Duration::from_secs(60), c.recv()).await {
+                Ok(Ok(m)) => {
+                    let mut h = BTreeMap::new();
+                    if let Some(hs) = m.headers() {
+                        for x in hs.iter() {
+                            h.insert(
+                                x.key.to_string(),
+                                String::from_utf8_lossy(x.value.unwrap_or_default()).to_string(),
+                            );
+                        }
+                    }
+                    got.push((
+                        String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string(),
+                        h,
+                    ));
+                }
+                Ok(Err(e)) => panic!("reading the dead-letter topic: {e}"),
+                Err(_) => panic!("only {} dead letters in the topic", got.len()),
+            }
+        }
+        got
+    })
+}
+
+/// Publish `{"seq": N}` for every N in `range` to a NATS subject.
+pub fn publish_many(url: &str, subject: &str, range: std::ops::Range<u64>) {
+    rt().block_on(async {
+        let c = async_nats::connect(url).await.expect("connect to nats");
+        for i in range {
+            c.publish(subject.to_string(), format!("{{\"seq\": {i}}}").into())
+                .await
+                .expect("publish");
+        }
+        c.flush().await.expect("flush");
+    });
 }

@@ -22,68 +22,23 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kubeless_api::selector::{format_selector, matches};
 use kubeless_api::{
     CronJobTrigger, Function, HttpTrigger, Kind, Secret, TopicTriggerSpec, TriggerStatus,
 };
 pub use kubeless_events::RetryPolicy;
-use kubeless_events::source::{EventSource, Health, HealthSlot};
+use kubeless_events::source::{Health, HealthSlot};
+use kubeless_events::topic::{self, FunctionRef, TopicKind, TriggerRef};
 use kubeless_events::{Invoker, Resolve, Stats, Target};
 use serde_json::Value;
-use tokio::sync::OnceCell;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::Ctx;
 use crate::gateway::{RouteTable, TIMEOUT_GRACE};
 
-/// Trigger settings of `kubeless server`.
-#[derive(Debug, Clone)]
-pub struct TriggerOptions {
-    /// NATS server for NATS triggers.
-    pub nats_url: String,
-    /// JetStream durable consumers (at-least-once) instead of core NATS.
-    pub nats_jetstream: bool,
-    /// Kafka bootstrap brokers for Kafka triggers and `kubeless topic`.
-    pub kafka_brokers: String,
-    pub retry: RetryPolicy,
-}
-
-impl Default for TriggerOptions {
-    fn default() -> Self {
-        TriggerOptions {
-            nats_url: "nats://127.0.0.1:4222".into(),
-            nats_jetstream: true,
-            kafka_brokers: "127.0.0.1:9092".into(),
-            retry: RetryPolicy::default(),
-        }
-    }
-}
-
-impl TriggerOptions {
-    pub fn validate(&self) -> Result<(), String> {
-        let nats = self.nats_url.trim();
-        if nats.is_empty() || nats.contains(char::is_whitespace) {
-            return Err(format!("--nats-url {:?} is not a NATS URL", self.nats_url));
-        }
-        if self
-            .kafka_brokers
-            .split(',')
-            .any(|b| b.trim().is_empty() || !b.contains(':'))
-        {
-            return Err(format!(
-                "--kafka-brokers {:?} must be a comma-separated list of host:port",
-                self.kafka_brokers
-            ));
-        }
-        if self.retry.initial_backoff.is_zero()
-            || self.retry.max_backoff < self.retry.initial_backoff
-        {
-            return Err("the retry backoff must be positive and not above its maximum".into());
-        }
-        Ok(())
-    }
-}
+/// Trigger settings of `kubeless server` (brokers and retry policy; the
+/// same options controller-manager takes).
+pub use kubeless_events::topic::TopicOptions as TriggerOptions;
 
 /// What the gateway and the API share with the supervisor.
 #[derive(Clone, Default)]
@@ -164,6 +119,14 @@ pub fn bindings(
 ) -> (BTreeMap<BindingKey, Value>, BTreeMap<TriggerId, Note>) {
     let mut out = BTreeMap::new();
     let mut notes = BTreeMap::new();
+    let fn_refs: Vec<FunctionRef<'_>> = functions
+        .iter()
+        .map(|f| FunctionRef {
+            namespace: &f.metadata.namespace,
+            name: &f.metadata.name,
+            labels: &f.metadata.labels,
+        })
+        .collect();
     let id =
         |k, m: &kubeless_api::ObjectMeta| (k, m.namespace.clone(), m.name.clone(), m.uid.clone());
     for t in cron {
@@ -201,36 +164,42 @@ pub fn bindings(
             spec,
         );
     }
-    let mut topic = |kind, list: &[kubeless_api::Object<TopicTriggerSpec, TriggerStatus>]| {
-        for t in list {
-            let tid = id(kind, &t.metadata);
-            let mut any = false;
-            for f in functions.iter().filter(|f| {
-                f.metadata.namespace == t.metadata.namespace
-                    && matches(&t.spec.function_selector, &f.metadata.labels)
-            }) {
-                any = true;
+    let mut topic =
+        |kind: SourceKind, list: &[kubeless_api::Object<TopicTriggerSpec, TriggerStatus>]| {
+            let refs: Vec<TriggerRef<'_>> = list
+                .iter()
+                .map(|t| TriggerRef {
+                    namespace: &t.metadata.namespace,
+                    name: &t.metadata.name,
+                    uid: &t.metadata.uid,
+                    spec: &t.spec,
+                })
+                .collect();
+            let topic_kind = match kind {
+                SourceKind::Nats => TopicKind::Nats,
+                _ => TopicKind::Kafka,
+            };
+            let (bound, waiting) = topic::bind(topic_kind, &refs, &fn_refs);
+            for b in bound {
                 out.insert(
                     BindingKey {
-                        trigger: tid.clone(),
-                        function: f.metadata.name.clone(),
-                        spec: t.spec.topic.clone(),
+                        trigger: (kind, b.namespace, b.trigger, b.uid),
+                        function: b.function,
+                        spec: b.topic.clone(),
                     },
-                    Value::String(t.spec.topic.clone()),
+                    Value::String(b.topic),
                 );
             }
-            if !any {
-                notes.insert(tid, Note {
-                    error: false,
-                    message: format!(
-                        "no function in namespace {} matches the selector {:?}; waiting for one",
-                        t.metadata.namespace,
-                        format_selector(&t.spec.function_selector)
-                    ),
-                });
+            for w in waiting {
+                notes.insert(
+                    (kind, w.namespace, w.trigger, w.uid),
+                    Note {
+                        error: false,
+                        message: w.message,
+                    },
+                );
             }
-        }
-    };
+        };
     topic(SourceKind::Nats, nats);
     topic(SourceKind::Kafka, kafka);
     (out, notes)
@@ -243,24 +212,19 @@ struct Running {
 
 /// Everything one supervisor needs to start sources.
 struct Starter {
-    opts: TriggerOptions,
     invoker: Invoker,
     resolver: Arc<dyn Resolve>,
     stats: Stats,
-    nats: Arc<OnceCell<async_nats::Client>>,
+    topics: topic::Sources,
 }
 
 impl Starter {
     fn start(&self, key: &BindingKey, spec: &Value, tasks: &mut JoinSet<()>) -> Running {
         let cancel = CancellationToken::new();
         let health = HealthSlot::default();
-        let (kind, ns, trigger, _) = &key.trigger;
-        let counters = self.stats.counters(kind.kind().name(), ns, trigger);
-        let (ns, trigger, function) = (ns.clone(), trigger.clone(), key.function.clone());
-        let (invoker, resolver, retry) =
-            (self.invoker.clone(), self.resolver.clone(), self.opts.retry);
+        let (kind, ns, trigger, uid) = &key.trigger;
         let (h, c) = (health.clone(), cancel.clone());
-        match kind {
+        let topic_kind = match kind {
             SourceKind::Cron => {
                 let schedule = spec.get("schedule").and_then(Value::as_str).unwrap_or("");
                 match kubeless_api::cron::Schedule::parse(schedule) {
@@ -268,74 +232,32 @@ impl Starter {
                         let src = Box::new(cron::CronSource {
                             schedule,
                             payload: spec.get("payload").cloned().unwrap_or(Value::Null),
-                            namespace: ns,
-                            function,
-                            invoker,
-                            resolver,
-                            counters,
+                            namespace: ns.clone(),
+                            function: key.function.clone(),
+                            invoker: self.invoker.clone(),
+                            resolver: self.resolver.clone(),
+                            counters: self.stats.counters(kind.kind().name(), ns, trigger),
                             clock: Arc::new(cron::SystemClock),
                         });
-                        tasks.spawn(run_source(src, h, c));
+                        tasks.spawn(topic::run_source(src, h, c));
                     }
                     Err(e) => health.set(Health::Degraded(format!("invalid schedule: {e}"))),
                 }
+                return Running { cancel, health };
             }
-            SourceKind::Nats => {
-                let topic = spec.as_str().unwrap_or("").to_string();
-                let (cell, url, jetstream) = (
-                    self.nats.clone(),
-                    self.opts.nats_url.clone(),
-                    self.opts.nats_jetstream,
-                );
-                tasks.spawn(async move {
-                    let client = tokio::select! {
-                        _ = c.cancelled() => return,
-                        r = cell.get_or_try_init(|| kubeless_events::nats::connect(&url)) => r,
-                    };
-                    let client = match client {
-                        Ok(cl) => cl.clone(),
-                        Err(e) => {
-                            h.set(Health::Degraded(kubeless_events::chain(&e)));
-                            return;
-                        }
-                    };
-                    let src = Box::new(kubeless_events::nats::NatsSource {
-                        client,
-                        jetstream,
-                        namespace: ns,
-                        trigger,
-                        function,
-                        topic,
-                        invoker,
-                        resolver,
-                        policy: retry,
-                        counters,
-                    });
-                    run_source(src, h, c).await;
-                });
-            }
-            SourceKind::Kafka => {
-                let src = Box::new(kubeless_events::kafka::KafkaSource {
-                    brokers: self.opts.kafka_brokers.clone(),
-                    namespace: ns,
-                    trigger,
-                    function,
-                    topic: spec.as_str().unwrap_or("").to_string(),
-                    invoker,
-                    resolver,
-                    policy: retry,
-                    counters,
-                });
-                tasks.spawn(run_source(src, h, c));
-            }
-        }
+            SourceKind::Nats => TopicKind::Nats,
+            SourceKind::Kafka => TopicKind::Kafka,
+        };
+        let binding = topic::Binding {
+            kind: topic_kind,
+            namespace: ns.clone(),
+            trigger: trigger.clone(),
+            uid: uid.clone(),
+            function: key.function.clone(),
+            topic: spec.as_str().unwrap_or("").to_string(),
+        };
+        tasks.spawn(self.topics.task(&binding, h, c));
         Running { cancel, health }
-    }
-}
-
-async fn run_source(src: Box<dyn EventSource>, health: HealthSlot, cancel: CancellationToken) {
-    if let Err(e) = src.run(health.clone(), cancel).await {
-        health.set(Health::Degraded(kubeless_events::chain(&e)));
     }
 }
 
@@ -385,12 +307,13 @@ pub async fn run(
     tls_listener: bool,
     shutdown: CancellationToken,
 ) {
+    let resolver: Arc<dyn Resolve> = Arc::new(RouteResolver(ctx.routes.clone()));
+    let stats = ctx.triggers.stats.clone();
     let starter = Starter {
-        opts,
         invoker: Invoker::new(),
-        resolver: Arc::new(RouteResolver(ctx.routes.clone())),
-        stats: ctx.triggers.stats.clone(),
-        nats: Arc::new(OnceCell::new()),
+        resolver: resolver.clone(),
+        stats: stats.clone(),
+        topics: topic::Sources::new(opts, resolver, stats),
     };
     let mut changes = ctx.store.subscribe();
     let mut running: HashMap<BindingKey, Running> = HashMap::new();
@@ -502,30 +425,7 @@ async fn write_statuses(
         ));
     }
     for (tid, mut fns) in per {
-        fns.sort_by(|a, b| a.0.cmp(&b.0));
-        let degraded: Vec<String> = fns
-            .iter()
-            .filter_map(|(f, h)| match h {
-                Health::Degraded(why) => Some(format!("{f}: {why}")),
-                _ => None,
-            })
-            .collect();
-        let starting = fns.iter().any(|(_, h)| *h == Health::Starting);
-        let (state, message) = if !degraded.is_empty() {
-            ("Degraded", degraded.join("; "))
-        } else if starting {
-            ("Starting", "connecting".to_string())
-        } else {
-            let mut ready: Vec<String> = fns
-                .iter()
-                .filter_map(|(f, h)| match h {
-                    Health::Ready(what) => Some(format!("{f}: {what}")),
-                    _ => None,
-                })
-                .collect();
-            ready.dedup();
-            ("Ready", ready.join("; "))
-        };
+        let (state, message) = topic::summarize(&mut fns);
         out.push((
             tid.0.kind(),
             tid.1,
@@ -554,12 +454,7 @@ async fn write_statuses(
     let mut todo = Vec::new();
     for (kind, ns, name, uid, mut st) in out {
         if let Some(c) = ctx.triggers.stats.get(kind.name(), &ns, &name) {
-            st.delivered = c.delivered;
-            st.retried = c.retried;
-            st.dead_lettered = c.dead_lettered;
-            st.in_flight = c.in_flight;
-            st.skipped = c.skipped;
-            st.failed = c.failed;
+            c.write_to(&mut st);
         }
         let Ok(v) = serde_json::to_value(&st) else {
             continue;

@@ -1,0 +1,175 @@
+//! Shared by the Kubernetes-mode tests: the harness API server
+//! (tools/k8s-harness, started by scripts/test.sh), the CRDs from
+//! deploy/kubeless.yaml, a namespace per test whose `kubeless-config`
+//! scopes an in-process controller-manager to it, and bounded waits.
+//!
+//! Without `KUBECONFIG` the tests are skipped, except when `REQUIRE_K8S=1`
+//! or `CI` is set: then they fail.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::Client;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kubeless_controller::resources::Function;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+pub fn required() -> bool {
+    std::env::var_os("REQUIRE_K8S").is_some_and(|v| v == "1") || std::env::var_os("CI").is_some()
+}
+
+pub async fn client() -> Option<Client> {
+    if std::env::var_os("KUBECONFIG").is_none() {
+        assert!(
+            !required(),
+            "REQUIRE_K8S=1/CI but KUBECONFIG is not set: start tools/k8s-harness/up.sh"
+        );
+        eprintln!("skipped: KUBECONFIG not set (tools/k8s-harness/up.sh starts a control plane)");
+        return None;
+    }
+    Some(Client::try_default().await.expect("kubeconfig is usable"))
+}
+
+pub async fn eventually<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Apply deploy/kubeless.yaml and wait until the Function CRD is served.
+pub async fn install_crds(c: &Client) {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/kubeless.yaml"
+    ))
+    .expect("deploy/kubeless.yaml");
+    let objects: Vec<Value> = text
+        .split("\n---\n")
+        .filter_map(|d| serde_yaml::from_str::<Value>(d).ok())
+        .filter(|v| v.is_object())
+        .collect();
+    assert!(objects.len() > 10, "deploy/kubeless.yaml has every object");
+    kubeless_controller::install::apply(c, &objects)
+        .await
+        .expect("deploy/kubeless.yaml applies to the API server");
+    let fns: Api<Function> = Api::all(c.clone());
+    eventually("the Function CRD to be served", 30, || async {
+        fns.list(&ListParams::default()).await.ok().map(|_| ())
+    })
+    .await;
+}
+
+/// Create namespace `ns` with a `kubeless-config` whose
+/// `functions-namespace` is `ns`.
+pub async fn namespace(c: &Client, ns: &str) {
+    let nss: Api<Namespace> = Api::all(c.clone());
+    let _ = nss
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns"),
+        )
+        .await;
+    let mut data = kubeless_controller::settings::default_config_data();
+    data.insert("functions-namespace".into(), ns.to_string());
+    let cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "kubeless-config"}, "data": data}))
+            .expect("cm");
+    Api::<ConfigMap>::namespaced(c.clone(), ns)
+        .patch(
+            "kubeless-config",
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&cm),
+        )
+        .await
+        .expect("config map");
+}
+
+/// controller-manager options for a test namespace: no leader election,
+/// default trigger options.
+pub fn options(ns: &str, identity: &str) -> kubeless_controller::Options {
+    kubeless_controller::Options {
+        namespace: ns.to_string(),
+        config_map: "kubeless-config".into(),
+        leader_election: None,
+        identity: identity.to_string(),
+        events: Default::default(),
+    }
+}
+
+/// Run controller-manager in this process until the token is cancelled
+/// (or the task aborted).
+pub fn spawn_controller(
+    client: Client,
+    opts: kubeless_controller::Options,
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    let task = tokio::spawn(async move {
+        kubeless_controller::run(client, opts, token)
+            .await
+            .expect("controller-manager runs");
+    });
+    (stop, task)
+}
+
+/// A namespace with its own controller-manager.
+pub struct Env {
+    pub client: Client,
+    pub ns: String,
+    pub stop: CancellationToken,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl Env {
+    /// Namespace `<prefix>-<name>-<pid>`; controller identity
+    /// `<prefix>-test-<name>`.
+    pub async fn start(prefix: &str, name: &str) -> Option<Env> {
+        let c = client().await?;
+        Some(Env::start_with(c.clone(), c, prefix, name).await)
+    }
+
+    /// With separate clients for the test (`admin`) and the controller.
+    pub async fn start_with(admin: Client, controller: Client, prefix: &str, name: &str) -> Env {
+        install_crds(&admin).await;
+        let ns = format!("{prefix}-{name}-{}", std::process::id());
+        namespace(&admin, &ns).await;
+        let (stop, task) =
+            spawn_controller(controller, options(&ns, &format!("{prefix}-test-{name}")));
+        Env {
+            client: admin,
+            ns,
+            stop,
+            task,
+        }
+    }
+
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(15), self.task).await;
+        let nss: Api<Namespace> = Api::all(self.client.clone());
+        let _ = nss.delete(&self.ns, &DeleteParams::default()).await;
+    }
+}
