@@ -232,9 +232,12 @@ impl Uninstaller {
     /// Step 1: no controller may act while the objects go.
     async fn stop_controller(&mut self, plan: &UninstallPlan) -> anyhow::Result<()> {
         let r = &plan.controller;
-        if !self.delete_named(r).await? || self.dry_run {
+        self.delete_named(r).await?;
+        if self.dry_run {
             return Ok(());
         }
+        // Waited for even when the Deployment was already gone: a run cut
+        // short may have left its pods terminating.
         let pod =
             ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "Pod"), "pods");
         let pods = &self.api(&pod, r.namespace.as_deref());
