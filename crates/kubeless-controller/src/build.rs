@@ -39,7 +39,10 @@ use crate::{Error, error_chain};
 pub enum Outcome {
     /// The Deployment runs `image`; `job` builds it when it is not in the
     /// registry yet.
-    Image { image: String, job: Option<Job> },
+    Image {
+        image: String,
+        job: Option<Box<Job>>,
+    },
     /// The init-container path, and why.
     Fallback(String),
 }
@@ -141,7 +144,7 @@ pub async fn plan(
             match render::build_job(&objects.deployment, &resolved.tag, &request, settings) {
                 Ok(job) => Ok(Some(Outcome::Image {
                     image,
-                    job: Some(job),
+                    job: Some(Box::new(job)),
                 })),
                 Err(e) => fallback(e.to_string()),
             }

@@ -121,7 +121,7 @@ async fn apply(f: &Function, ctx: &Context) -> Result<Action, Error> {
             .map_err(Error::kube("read", &job_name))?
         {
             None => {
-                jobs.create(&PostParams::default(), job)
+                jobs.create(&PostParams::default(), job.as_ref())
                     .await
                     .map_err(Error::kube("create", &job_name))?;
                 tracing::info!(function = %name, namespace = %ns, job = %job_name, image = %image, "image build started");

@@ -6,10 +6,10 @@
 //! controller-manager scoped to the test namespace turns the Function into
 //! its Deployment and HPA.
 //!
-//! `function call`, `logs` and `top` need a running pod, which this control
-//! plane cannot have (no kubelet); their request shapes are unit-tested in
-//! crates/kubeless-cli/src/client/kube.rs and the IO path runs only against
-//! a real cluster.
+//! `function call` and `top` through the service proxy are tested in
+//! k8s_proxy.rs; `logs` needs a kubelet, which this control plane cannot
+//! have: its request shape is unit-tested in
+//! crates/kubeless-cli/src/client/kube.rs.
 //!
 //! Without `KUBECONFIG` the tests are skipped, except when `REQUIRE_K8S=1`
 //! or `CI` is set: then they fail.

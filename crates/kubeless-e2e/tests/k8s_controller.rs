@@ -173,6 +173,38 @@ async fn function_becomes_configmap_deployment_service_then_updates_and_deletes(
     })
     .await;
     assert!(prepare_script(&d2).contains("sha256sum -c"));
+    // Labels-only update → the Deployment's labels change, its pod
+    // template (and so its pods) does not.
+    let template = |d: &Deployment| {
+        serde_json::to_value(&d.spec.as_ref().expect("spec").template).expect("json")
+    };
+    let generation = d2.metadata.generation;
+    let mut f3 = fns.get("hello").await.expect("get");
+    f3.metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert("tier".into(), "gold".into());
+    fns.replace("hello", &PostParams::default(), &f3)
+        .await
+        .expect("update labels");
+    let d3 = eventually("the Deployment's labels", 30, || async {
+        deps.get("hello").await.ok().filter(|d| {
+            d.metadata
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.get("tier").map(String::as_str) == Some("gold"))
+        })
+    })
+    .await;
+    assert_eq!(
+        template(&d3),
+        template(&d2),
+        "a label change rolled the pods"
+    );
+    assert_eq!(
+        d3.metadata.generation, generation,
+        "the Deployment spec did not change"
+    );
     // Delete → the finalizer cleans up, then the Function is gone.
     fns.delete("hello", &DeleteParams::default())
         .await

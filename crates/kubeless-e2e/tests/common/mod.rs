@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod host;
 pub mod registry;
 
 use std::path::{Path, PathBuf};
