@@ -71,6 +71,9 @@ pub fn manifests(image: &str) -> Vec<Value> {
                    {"apiGroups": [""], "resources": ["services", "configmaps"], "verbs": rw},
                    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": rw},
                    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+                   // The build step reads only the registry credentials.
+                   {"apiGroups": [""], "resources": ["secrets"],
+                    "resourceNames": ["kubeless-registry-credentials"], "verbs": ["get"]},
                    {"apiGroups": ["batch"], "resources": ["cronjobs", "jobs"],
                     "verbs": ["create", "get", "list", "watch", "update", "patch", "delete", "deletecollection"]},
                    {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": rw},

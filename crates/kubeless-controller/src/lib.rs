@@ -43,7 +43,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::runtime::controller::{Action, Controller};
@@ -312,6 +312,7 @@ async fn controllers(
         let owned = watcher::Config::default().labels("created-by=kubeless");
         let function = Controller::new(scoped::<Function>(client, &ns), watcher::Config::default())
             .owns(scoped::<Deployment>(client, &ns), owned.clone())
+            .owns(scoped::<Job>(client, &ns), owned.clone())
             .reconcile_all_on(changes(rx.clone()))
             .graceful_shutdown_on(round.clone().cancelled_owned())
             .run(
