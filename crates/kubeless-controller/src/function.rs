@@ -29,7 +29,10 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use kube::api::{DeleteParams, ListParams, PostParams, PropagationPolicy};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+    PostParams, PropagationPolicy,
+};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Api, ResourceExt};
@@ -142,6 +145,7 @@ async fn apply(f: &Function, ctx: &Context) -> Result<Action, Error> {
             }
         }
     }
+    let mut monitor_warning = None;
     let conflict = async {
         if let Some(c) = job_conflict {
             return Ok::<_, Error>(Some(c));
@@ -179,6 +183,11 @@ async fn apply(f: &Function, ctx: &Context) -> Result<Action, Error> {
             }
             None => delete_ours(&hpas, &name).await?,
         }
+        if let Some(w) =
+            ensure_monitor(&client, &ns, &name, objects.service_monitor.as_ref()).await?
+        {
+            monitor_warning = Some(w);
+        }
         Ok(None)
     }
     .await?;
@@ -193,6 +202,7 @@ async fn apply(f: &Function, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::requeue(Duration::from_secs(30)));
     }
 
+    objects.warnings.extend(monitor_warning);
     let dep = Api::<Deployment>::namespaced(client, &ns)
         .get_opt(&name)
         .await
@@ -278,6 +288,61 @@ async fn cleanup(f: &Function, ctx: &Context) -> Result<Action, Error> {
     }
     tracing::info!(function = %name, namespace = %ns, "function deleted");
     Ok(Action::await_change())
+}
+
+/// prometheus-operator's ServiceMonitor, which the cluster may not have.
+fn service_monitors(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor");
+    Api::namespaced_with(
+        client.clone(),
+        ns,
+        &ApiResource::from_gvk_with_plural(&gvk, "servicemonitors"),
+    )
+}
+
+/// Create, update or delete the function's ServiceMonitor. A cluster
+/// without prometheus-operator (no ServiceMonitor CRD) or a ServiceMonitor
+/// someone else owns gives a warning for the status, not an error: the
+/// rest of the function is unaffected.
+async fn ensure_monitor(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    desired: Option<&serde_json::Value>,
+) -> Result<Option<String>, Error> {
+    let api = service_monitors(client, ns);
+    let existing = match api.get_opt(name).await {
+        Ok(e) => e,
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            return Ok(desired.map(|_| {
+                "qps autoscaling needs prometheus-operator: the ServiceMonitor kind (monitoring.coreos.com/v1) is not installed, so the function's metrics are not scraped".to_string()
+            }));
+        }
+        Err(e) => return Err(Error::kube("read ServiceMonitor", name)(e)),
+    };
+    let ours = existing.as_ref().is_none_or(apply::is_ours);
+    match desired {
+        Some(_) if !ours => Ok(Some(format!(
+            "Found a conflicting servicemonitor object {ns}/{name}: not modified"
+        ))),
+        Some(v) => {
+            let obj: DynamicObject =
+                serde_json::from_value(v.clone()).map_err(|e| Error::Decode(e.to_string()))?;
+            let pp = PatchParams::apply(apply::FIELD_MANAGER).force();
+            api.patch(name, &pp, &Patch::Apply(&obj))
+                .await
+                .map_err(Error::kube("apply ServiceMonitor", name))?;
+            Ok(None)
+        }
+        None if existing.is_some() && ours => {
+            match api.delete(name, &DeleteParams::background()).await {
+                Ok(_) => Ok(None),
+                Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+                Err(e) => Err(Error::kube("delete ServiceMonitor", name)(e)),
+            }
+        }
+        None => Ok(None),
+    }
 }
 
 /// Whether a Job has given up (`Failed=True`).

@@ -78,6 +78,7 @@ pub fn manifests(image: &str) -> Vec<Value> {
                     "verbs": ["create", "get", "list", "watch", "update", "patch", "delete", "deletecollection"]},
                    {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": rw},
                    {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": rw},
+                   {"apiGroups": ["monitoring.coreos.com"], "resources": ["servicemonitors"], "verbs": rw},
                    {"apiGroups": ["kubeless.io"],
                     "resources": ["functions", "httptriggers", "cronjobtriggers", "kafkatriggers", "natstriggers", "kinesistriggers"],
                     "verbs": ["get", "list", "watch", "update", "patch", "delete"]},

@@ -41,6 +41,10 @@ pub struct FunctionObjects {
     pub service: Service,
     pub deployment: Deployment,
     pub hpa: Option<HorizontalPodAutoscaler>,
+    /// A prometheus-operator ServiceMonitor (`monitoring.coreos.com/v1`)
+    /// for an autoscaler on an `Object` metric (`qps`), which needs the
+    /// function's metrics scraped.
+    pub service_monitor: Option<Value>,
     /// Things that could not be honoured, for the status.
     pub warnings: Vec<String>,
     /// What an image build needs, when the Function runs on a runtime image
@@ -705,12 +709,28 @@ pub fn function_objects(f: &Function, settings: &Settings) -> Result<FunctionObj
     let deployment = typed(dep, "spec.deployment", "Deployment")?;
 
     let hpa = hpa(f, &labels, &owners)?;
+    let service_monitor = hpa
+        .as_ref()
+        .and_then(|h| h.spec.metrics.as_ref())
+        .and_then(|m| m.first())
+        .filter(|m| m.type_ == "Object")
+        .map(|_| {
+            let port = f
+                .spec
+                .service
+                .pointer("/ports/0/name")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+                .unwrap_or(PORT_NAME);
+            service_monitor(f, port, &owners)
+        });
     warnings.dedup();
     Ok(FunctionObjects {
         config_map,
         service,
         deployment,
         hpa,
+        service_monitor,
         warnings,
         build,
     })
@@ -887,6 +907,23 @@ pub fn build_job(
 /// `spec.horizontalPodAutoscaler` as an autoscaling/v2 object, when it names
 /// itself and its target. v2beta1 metrics (`targetAverageUtilization`,
 /// `metricName`/`targetValue`) are converted.
+/// The ServiceMonitor of a Function autoscaled on its request rate
+/// (Kubeless's, on `monitoring.coreos.com/v1` instead of the removed
+/// `v1alpha1`): scrape the function's Service port `/metrics`.
+fn service_monitor(f: &Function, port: &str, owners: &Value) -> Value {
+    let name = &f.metadata.name;
+    json!({
+        "apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+        "metadata": {"name": name, "namespace": f.metadata.namespace,
+                     "labels": {"service-monitor": "function", "created-by": "kubeless"},
+                     "ownerReferences": owners},
+        "spec": {
+            "selector": {"matchLabels": {"function": name}},
+            "endpoints": [{"port": port, "path": "/metrics"}],
+        },
+    })
+}
+
 fn hpa(
     f: &Function,
     labels: &BTreeMap<String, String>,

@@ -15,8 +15,12 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_support::{Env, client, eventually};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
+    PatchParams, PostParams,
+};
 use kube::{Client, Config};
 use kubeless_controller::resources::{CronJobTrigger, Function, HttpTrigger};
 use serde_json::{Value, json};
@@ -228,6 +232,123 @@ async fn function_becomes_configmap_deployment_service_then_updates_and_deletes(
             .expect("get")
             .is_none()
     );
+    env.stop().await;
+}
+
+/// An autoscaler on the request rate (`autoscale create --metric qps`)
+/// needs the function's metrics scraped: the controller writes a
+/// prometheus-operator ServiceMonitor when the cluster has that kind, says
+/// so in the status when it has not, and removes it with the autoscaler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qps_autoscaling_gets_a_service_monitor() {
+    let Some(env) = Env::start("t", "monitor").await else {
+        return;
+    };
+    let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
+    let crd_name = "servicemonitors.monitoring.coreos.com";
+    // Start without prometheus-operator's kind (a reused control plane may
+    // still have it from an earlier run).
+    let _ = crds.delete(crd_name, &DeleteParams::default()).await;
+    eventually("the ServiceMonitor CRD to be absent", 60, || async {
+        matches!(crds.get_opt(crd_name).await, Ok(None)).then_some(())
+    })
+    .await;
+    let fns: Api<Function> = env.api();
+    let mut f = function("busy", "def hello(e, c):\n    return 'x'\n");
+    f.spec.horizontal_pod_autoscaler = json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "busy", "namespace": env.ns},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "busy"},
+                 "minReplicas": 1, "maxReplicas": 3,
+                 "metrics": [{"type": "Object", "object": {
+                     "metric": {"name": "function_calls"},
+                     "describedObject": {"apiVersion": "v1", "kind": "Service", "name": "busy"},
+                     "target": {"type": "Value", "value": "10"}}}]}
+    });
+    fns.create(&PostParams::default(), &f)
+        .await
+        .expect("create");
+    let st = eventually("the prometheus-operator warning", 30, || async {
+        fns.get("busy")
+            .await
+            .ok()
+            .and_then(|f| f.status)
+            .filter(|s| s.message.contains("prometheus-operator"))
+    })
+    .await;
+    assert!(
+        st.message.contains("monitoring.coreos.com/v1"),
+        "{}",
+        st.message
+    );
+
+    // The kind appears (as prometheus-operator installs it): the next
+    // reconcile writes the ServiceMonitor.
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "metadata": {"name": crd_name},
+        "spec": {"group": "monitoring.coreos.com", "scope": "Namespaced",
+                 "names": {"kind": "ServiceMonitor", "listKind": "ServiceMonitorList",
+                           "plural": "servicemonitors", "singular": "servicemonitor"},
+                 "versions": [{"name": "v1", "served": true, "storage": true,
+                               "schema": {"openAPIV3Schema": {"type": "object",
+                                          "x-kubernetes-preserve-unknown-fields": true}}}]}
+    }))
+    .expect("crd");
+    crds.create(&PostParams::default(), &crd)
+        .await
+        .expect("ServiceMonitor CRD");
+    let gvk = GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor");
+    let monitors: Api<DynamicObject> = Api::namespaced_with(
+        env.client.clone(),
+        &env.ns,
+        &ApiResource::from_gvk_with_plural(&gvk, "servicemonitors"),
+    );
+    let touch = |n: u32| {
+        let fns = fns.clone();
+        async move {
+            let patch = json!({"metadata": {"annotations": {"touched": n.to_string()}}});
+            let _ = fns
+                .patch("busy", &PatchParams::default(), &Patch::Merge(&patch))
+                .await;
+        }
+    };
+    let mut n = 0;
+    let sm = eventually("the ServiceMonitor", 60, || {
+        n += 1;
+        let monitors = monitors.clone();
+        let touch = touch(n);
+        async move {
+            touch.await;
+            monitors.get_opt("busy").await.ok().flatten()
+        }
+    })
+    .await;
+    let sm = serde_json::to_value(&sm).expect("json");
+    assert_eq!(
+        sm["metadata"]["labels"],
+        json!({"service-monitor": "function", "created-by": "kubeless"})
+    );
+    assert_eq!(sm["metadata"]["ownerReferences"][0]["kind"], "Function");
+    assert_eq!(
+        sm["spec"]["selector"],
+        json!({"matchLabels": {"function": "busy"}})
+    );
+    assert_eq!(
+        sm["spec"]["endpoints"],
+        json!([{"port": "http-function-port", "path": "/metrics"}])
+    );
+
+    // `autoscale delete` clears the autoscaler: the ServiceMonitor goes too.
+    let mut f = fns.get("busy").await.expect("get");
+    f.spec.horizontal_pod_autoscaler = json!({});
+    fns.replace("busy", &PostParams::default(), &f)
+        .await
+        .expect("update");
+    eventually("the ServiceMonitor to be deleted", 30, || async {
+        matches!(monitors.get_opt("busy").await, Ok(None)).then_some(())
+    })
+    .await;
+    let _ = crds.delete(crd_name, &DeleteParams::default()).await;
     env.stop().await;
 }
 
