@@ -25,11 +25,10 @@ mod k8s_support;
 mod triggers_support;
 
 use std::collections::BTreeMap;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::host::Host;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
 use kube::Client;
@@ -39,89 +38,35 @@ use kubeless_controller::lease::Timing;
 use kubeless_controller::resources::{Function, KafkaTrigger, NatsTrigger};
 use kubeless_events::RetryPolicy;
 use kubeless_events::topic::TopicOptions;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 use serde_json::{Value, json};
-use triggers_support::{Broker, SINK, free_port, seq_counts};
+use triggers_support::{Broker, SINK, seq_counts};
 
 /// How many messages each test streams through the leader change.
 const MESSAGES: u64 = 300;
 
 /// The sink function served by a `kubeless-runtime` host on a loopback
-/// port, in its own process group (stopped with SIGTERM, then SIGKILL). It
-/// appends every event to `sink`.
-struct Host {
-    child: Child,
-    port: u16,
+/// port; it appends every event to the returned file (in the returned
+/// directory, which must outlive the host).
+struct SinkHost {
+    host: Host,
     sink: PathBuf,
     _dir: tempfile::TempDir,
 }
 
-impl Host {
-    fn start() -> Host {
-        let dir = tempfile::tempdir().expect("host dir");
-        let code = dir.path().join("code");
-        std::fs::create_dir(&code).expect("code dir");
-        std::fs::write(code.join("sink.py"), SINK).expect("handler");
-        let sink = dir.path().join("sink.jsonl");
-        let port = free_port();
-        let log = std::fs::File::create(dir.path().join("host.log")).expect("log");
-        let mut child = Command::new(common::bin_dir().join("kubeless-runtime"))
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("FUNC_HANDLER", "handler")
-            .env("MOD_NAME", "sink")
-            .env("FUNC_RUNTIME", "python3.11")
-            .env("FUNC_TIMEOUT", "30")
-            .env("FUNC_PORT", port.to_string())
-            .env("KUBELESS_BIND", "127.0.0.1")
-            .env("KUBELESS_INSTALL_VOLUME", &code)
-            .env("KUBELESS_RUNTIME_DIR", dir.path().join("run"))
-            .env("KUBELESS_WORKERS", "2")
-            .env("SINK", &sink)
-            .env("ME", "sink")
-            // 20 ms a message, so the leader is killed mid-stream.
-            .env("SLOW", "0.02")
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start kubeless-runtime");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let url = format!("http://127.0.0.1:{port}/healthz");
-        while !reqwest::blocking::get(&url).is_ok_and(|r| r.status().is_success()) {
-            if let Ok(Some(st)) = child.try_wait() {
-                panic!(
-                    "kubeless-runtime exited ({st}): {}",
-                    std::fs::read_to_string(dir.path().join("host.log")).unwrap_or_default()
-                );
-            }
-            assert!(Instant::now() < deadline, "the runtime host did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Host {
-            child,
-            port,
-            sink,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let group = Pid::from_raw(self.child.id() as i32);
-        let _ = killpg(group, Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = killpg(group, Signal::SIGKILL);
-        let _ = self.child.wait();
+fn start_host() -> SinkHost {
+    let dir = tempfile::tempdir().expect("sink dir");
+    let sink = dir.path().join("sink.jsonl");
+    let host = Host::python(
+        "127.0.0.1",
+        "sink",
+        "handler",
+        SINK,
+        &[("SINK", &sink.to_string_lossy()), ("ME", "sink")],
+    );
+    SinkHost {
+        host,
+        sink,
+        _dir: dir,
     }
 }
 
@@ -385,7 +330,7 @@ async fn stream_through_a_leader_change(kind: Kind) {
     };
     let started = Instant::now();
     let bus = Bus::start(kind);
-    let host = tokio::task::spawn_blocking(Host::start)
+    let host = tokio::task::spawn_blocking(start_host)
         .await
         .expect("start the runtime host");
     let sink = host.sink.clone();
@@ -393,7 +338,7 @@ async fn stream_through_a_leader_change(kind: Kind) {
     let ns = format!("ev-{}-{}", kind.name(), std::process::id());
     k8s_support::namespace(&c, &ns).await;
     let fns: Api<Function> = Api::namespaced(c.clone(), &ns);
-    fns.create(&PostParams::default(), &sink_function(host.port))
+    fns.create(&PostParams::default(), &sink_function(host.host.port))
         .await
         .expect("create function");
 

@@ -19,6 +19,8 @@
 //! Without `KUBECONFIG` the cluster test is skipped, except when
 //! `REQUIRE_K8S=1` or `CI` is set: then it fails.
 
+mod k8s_support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -31,6 +33,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::serde::de::DeserializeOwned;
+use k8s_support::{client, eventually};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource, ResourceExt};
 use kubeless_controller::resources::{CronJobTrigger, Function, HttpTrigger};
@@ -50,40 +53,6 @@ const CRDS: [&str; 6] = [
     "natstriggers.kubeless.io",
     "kinesistriggers.kubeless.io",
 ];
-
-fn required() -> bool {
-    std::env::var_os("REQUIRE_K8S").is_some_and(|v| v == "1") || std::env::var_os("CI").is_some()
-}
-
-async fn client() -> Option<Client> {
-    if std::env::var_os("KUBECONFIG").is_none() {
-        assert!(
-            !required(),
-            "REQUIRE_K8S=1/CI but KUBECONFIG is not set: start tools/k8s-harness/up.sh"
-        );
-        eprintln!("skipped: KUBECONFIG not set (tools/k8s-harness/up.sh starts a control plane)");
-        return None;
-    }
-    Some(Client::try_default().await.expect("kubeconfig is usable"))
-}
-
-async fn eventually<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {secs}s waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
 
 /// The built `kubeless` (target/<profile>/kubeless).
 fn kubeless_bin() -> PathBuf {
