@@ -278,6 +278,20 @@ pub fn split_path(path: &str) -> Option<(&str, &str, &str)> {
     (!ns.is_empty() && !name.is_empty()).then_some((ns, name, sub))
 }
 
+/// 413 for a body over the limit, answered before the body is read: the
+/// connection is closed after it (`Connection: close`), so a client never
+/// sends its next request on a connection whose unread body the server is
+/// about to drop.
+fn too_large(limit: u64) -> Response<GatewayBody> {
+    let mut r = plain(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body is larger than the function's limit of {limit} bytes"),
+    );
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
 fn plain(status: StatusCode, msg: impl Into<String>) -> Response<GatewayBody> {
     let mut body = msg.into();
     body.push('\n');
@@ -398,13 +412,7 @@ impl Gateway {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > route.body_limit) {
-            return plain(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "request body is larger than the function's limit of {} bytes",
-                    route.body_limit
-                ),
-            );
+            return too_large(route.body_limit);
         }
         let pq = path_and_query(sub, req.uri().query());
         self.forward(req, ns, name, &route, upstream, pq).await
@@ -468,13 +476,7 @@ impl Gateway {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > route.body_limit) {
-            return plain(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "request body is larger than the function's limit of {} bytes",
-                    route.body_limit
-                ),
-            );
+            return too_large(route.body_limit);
         }
         // As nginx's `rewrite-target: /`: the function is called at `/`.
         let pq = path_and_query("/", req.uri().query());
