@@ -17,48 +17,14 @@
 mod k8s_support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use k8s_support::{Env, client, eventually, install_crds};
+use k8s_support::{Env, client, eventually, install_crds, kubeless};
 use kube::api::{Api, DeleteParams, PostParams};
 use kubeless_controller::resources::{Function, HttpTrigger};
 use serde_json::{Value, json};
-
-/// The built `kubeless` (target/<profile>/kubeless).
-fn kubeless_bin() -> PathBuf {
-    if let Some(d) = std::env::var_os("KUBELESS_BIN_DIR") {
-        return PathBuf::from(d).join("kubeless");
-    }
-    let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("kubeless");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run `cargo build --workspace` first",
-        bin.display()
-    );
-    bin
-}
-
-/// Run `kubeless --backend kubernetes <args>` with extra env.
-async fn kubeless(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(kubeless_bin());
-    cmd.arg("--backend").arg("kubernetes").args(args);
-    cmd.env_remove("KUBELESS_NAMESPACE")
-        .env_remove("KUBELESS_CONFIG");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    tokio::task::spawn_blocking(move || cmd.output().expect("run kubeless"))
-        .await
-        .expect("join")
-}
 
 /// Run and require success; answers stdout and stderr.
 async fn ok(args: &[&str], env: &[(&str, &str)]) -> (String, String) {

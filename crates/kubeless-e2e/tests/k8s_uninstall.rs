@@ -21,8 +21,8 @@
 
 mod k8s_support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
@@ -33,7 +33,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::serde::de::DeserializeOwned;
-use k8s_support::{client, eventually};
+use k8s_support::{client, eventually, kubeless, kubeless_bin};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource, ResourceExt};
 use kubeless_controller::resources::{CronJobTrigger, Function, HttpTrigger};
@@ -53,39 +53,6 @@ const CRDS: [&str; 6] = [
     "natstriggers.kubeless.io",
     "kinesistriggers.kubeless.io",
 ];
-
-/// The built `kubeless` (target/<profile>/kubeless).
-fn kubeless_bin() -> PathBuf {
-    if let Some(d) = std::env::var_os("KUBELESS_BIN_DIR") {
-        return PathBuf::from(d).join("kubeless");
-    }
-    let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("kubeless");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run `cargo build --workspace` first",
-        bin.display()
-    );
-    bin
-}
-
-/// Run `kubeless --backend kubernetes <args>` with extra env.
-async fn kubeless(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(kubeless_bin());
-    cmd.arg("--backend").arg("kubernetes").args(args);
-    cmd.env_remove("KUBELESS_NAMESPACE")
-        .env_remove("KUBELESS_CONFIG");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    tokio::task::spawn_blocking(move || cmd.output().expect("run kubeless"))
-        .await
-        .expect("join")
-}
 
 /// Run and require success; answers stdout and stderr.
 async fn ok(args: &[&str]) -> (String, String) {

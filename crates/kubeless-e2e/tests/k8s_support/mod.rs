@@ -9,6 +9,8 @@
 #![allow(dead_code)]
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
@@ -172,4 +174,37 @@ impl Env {
         let nss: Api<Namespace> = Api::all(self.client.clone());
         let _ = nss.delete(&self.ns, &DeleteParams::default()).await;
     }
+}
+
+/// The built `kubeless` (target/<profile>/kubeless).
+pub fn kubeless_bin() -> PathBuf {
+    if let Some(d) = std::env::var_os("KUBELESS_BIN_DIR") {
+        return PathBuf::from(d).join("kubeless");
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("kubeless");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build --workspace` first",
+        bin.display()
+    );
+    bin
+}
+
+/// Run `kubeless --backend kubernetes <args>` with extra env.
+pub async fn kubeless(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(kubeless_bin());
+    cmd.arg("--backend").arg("kubernetes").args(args);
+    cmd.env_remove("KUBELESS_NAMESPACE")
+        .env_remove("KUBELESS_CONFIG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    tokio::task::spawn_blocking(move || cmd.output().expect("run kubeless"))
+        .await
+        .expect("join")
 }
