@@ -5,9 +5,8 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::Server;
+use common::contract::{BUILD, Contract, check_contract, deploy, deploy_contract, require_tool};
 
 const HANDLERS: &str = r#"package kubeless
 
@@ -79,41 +78,6 @@ func Broken(event functions.Event, context functions.Context) (string, error) {
 }
 "#;
 
-fn require_tool(tool: &str) {
-    let ok = std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "{tool} must be installed for the go end-to-end tests (see scripts/deps/runtimes.sh)"
-    );
-}
-
-fn deploy(s: &Server, name: &str, runtime: &str, handler: &str, file: &str, extra: &[&str]) {
-    let mut args = vec![
-        "function",
-        "deploy",
-        name,
-        "--runtime",
-        runtime,
-        "--handler",
-        handler,
-        "--from-file",
-        file,
-    ];
-    args.extend_from_slice(extra);
-    s.ok(&args);
-}
-
-fn gateway_post(s: &Server, name: &str, body: &str) -> reqwest::blocking::Response {
-    reqwest::blocking::Client::new()
-        .post(format!("{}/default/{name}", s.gateway()))
-        .body(body.to_string())
-        .send()
-        .expect("gateway request")
-}
-
 #[test]
 fn go_functions_end_to_end() {
     require_tool("go");
@@ -126,19 +90,21 @@ fn go_functions_end_to_end() {
     );
 
     let f = s.file("handlers.go", HANDLERS);
-    deploy(&s, "hello", "go1.26", "handlers.Hello", &f, &[]);
-    // Legacy Kubeless runtime ids resolve to the installed toolchain.
-    deploy(&s, "echo", "go1.14", "handlers.Echo", &f, &[]);
-    deploy(
-        &s,
-        "slow",
-        "go1.26",
-        "handlers.Slow",
-        &f,
-        &["--timeout", "1"],
-    );
-    deploy(&s, "fail", "go1.13", "handlers.Fail", &f, &[]);
-    deploy(&s, "created", "go1.26", "handlers.Created", &f, &[]);
+    // Legacy Kubeless runtime ids (go1.14, go1.13) resolve to the installed toolchain.
+    let c = Contract {
+        lang: "go",
+        file: &f,
+        handlers: [
+            "handlers.Hello",
+            "handlers.Echo",
+            "handlers.Slow",
+            "handlers.Fail",
+            "handlers.Created",
+        ],
+        runtimes: ["go1.26", "go1.14", "go1.26", "go1.13", "go1.26"],
+        created_body: "created Created",
+    };
+    deploy_contract(&s, &c);
     let uuid_fn = s.file("uuidfn.go", UUID_FN);
     let go_mod = s.file("go.mod", GO_MOD);
     deploy(
@@ -152,58 +118,16 @@ fn go_functions_end_to_end() {
     let broken = s.file("broken.go", BROKEN);
     deploy(&s, "broken", "go1.26", "broken.Broken", &broken, &[]);
 
-    let slow_build = Duration::from_secs(300);
-    s.wait_phase("hello", "Ready", slow_build);
-    assert_eq!(s.ok(&["function", "call", "hello"]).stdout, "hello world\n");
-
-    s.wait_phase("echo", "Ready", slow_build);
-    let r = s.ok(&["function", "call", "echo", "--data", r#"{"a": [1, 2]}"#]);
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("json echo");
-    assert_eq!(v, serde_json::json!({"a": [1, 2]}));
-    let log = s.wait_log("echo", "event-namespace=cli.kubeless.io");
-    assert!(log.contains("event-type=application/json"), "{log}");
-    assert!(
-        log.contains("event-time=") && !log.contains("event-id= "),
-        "{log}"
-    );
-    s.ok(&["function", "call", "echo", "--data", "second"]);
-    let top = s
-        .ok(&["function", "top", "--function", "echo", "-o", "json"])
-        .stdout;
-    let top: serde_json::Value = serde_json::from_str(&top).expect("top json");
-    let post = top
-        .as_array()
-        .and_then(|rows| rows.iter().find(|r| r["method"] == "POST"))
-        .cloned()
-        .expect("a POST row");
-    assert_eq!(post["total_calls"], 2, "{top}");
-
-    s.wait_phase("slow", "Ready", slow_build);
-    let r = s.fails(&["function", "call", "slow"]);
-    assert!(r.stderr.contains("Request timeout exceeded"), "{r}");
+    check_contract(&s, &c);
     s.wait_log("slow", "context cancelled at the timeout");
-    // The stuck worker was replaced: the function answers (408 again).
-    let r = s.fails(&["function", "call", "slow"]);
-    assert!(r.stderr.contains("Request timeout exceeded"), "{r}");
 
-    s.wait_phase("fail", "Ready", slow_build);
-    let r = s.fails(&["function", "call", "fail"]);
-    assert!(r.stderr.contains("500"), "{r}");
-    s.wait_log("fail", "boom from the handler");
-
-    s.wait_phase("created", "Ready", slow_build);
-    let resp = gateway_post(&s, "created", "x");
-    assert_eq!(resp.status().as_u16(), 201);
-    assert_eq!(resp.headers()["x-made-by"], "go");
-    assert_eq!(resp.text().expect("body"), "created Created");
-
-    s.wait_phase("uuid", "Ready", slow_build);
+    s.wait_phase("uuid", "Ready", BUILD);
     assert_eq!(
         s.ok(&["function", "call", "uuid"]).stdout,
         "uuid version VERSION_1\n"
     );
 
-    let st = s.wait_phase("broken", "Failed", slow_build);
+    let st = s.wait_phase("broken", "Failed", BUILD);
     let reason = st["reason"].as_str().unwrap_or("");
     assert!(reason.contains("compilation failed"), "{st}");
     assert!(

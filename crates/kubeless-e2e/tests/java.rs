@@ -6,9 +6,8 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::Server;
+use common::contract::{BUILD, Contract, check_contract, deploy, deploy_contract, require_tool};
 
 const HANDLERS: &str = r#"package io.kubeless;
 
@@ -90,41 +89,6 @@ public class Broken {
 }
 "#;
 
-fn require_tool(tool: &str) {
-    let ok = std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "{tool} must be installed for the go end-to-end tests (see scripts/deps/runtimes.sh)"
-    );
-}
-
-fn deploy(s: &Server, name: &str, runtime: &str, handler: &str, file: &str, extra: &[&str]) {
-    let mut args = vec![
-        "function",
-        "deploy",
-        name,
-        "--runtime",
-        runtime,
-        "--handler",
-        handler,
-        "--from-file",
-        file,
-    ];
-    args.extend_from_slice(extra);
-    s.ok(&args);
-}
-
-fn gateway_post(s: &Server, name: &str, body: &str) -> reqwest::blocking::Response {
-    reqwest::blocking::Client::new()
-        .post(format!("{}/default/{name}", s.gateway()))
-        .body(body.to_string())
-        .send()
-        .expect("gateway request")
-}
-
 #[test]
 fn java_functions_end_to_end() {
     require_tool("java");
@@ -139,19 +103,21 @@ fn java_functions_end_to_end() {
     );
 
     let f = s.file("Handlers.java", HANDLERS);
-    deploy(&s, "hello", "java17", "Handlers.hello", &f, &[]);
-    // Legacy Kubeless runtime ids resolve to the installed JDK.
-    deploy(&s, "echo", "java11", "Handlers.echo", &f, &[]);
-    deploy(
-        &s,
-        "slow",
-        "java17",
-        "Handlers.slow",
-        &f,
-        &["--timeout", "1"],
-    );
-    deploy(&s, "fail", "java1.8", "Handlers.fail", &f, &[]);
-    deploy(&s, "created", "java17", "Handlers.created", &f, &[]);
+    // Legacy Kubeless runtime ids (java11, java1.8) resolve to the installed toolchain.
+    let c = Contract {
+        lang: "java",
+        file: &f,
+        handlers: [
+            "Handlers.hello",
+            "Handlers.echo",
+            "Handlers.slow",
+            "Handlers.fail",
+            "Handlers.created",
+        ],
+        runtimes: ["java17", "java11", "java17", "java1.8", "java17"],
+        created_body: "created created",
+    };
+    deploy_contract(&s, &c);
     let upper = s.file("Upper.java", UPPER);
     let pom = s.file("pom.xml", POM);
     deploy(
@@ -165,54 +131,12 @@ fn java_functions_end_to_end() {
     let broken = s.file("Broken.java", BROKEN);
     deploy(&s, "broken", "java17", "Broken.run", &broken, &[]);
 
-    let slow_build = Duration::from_secs(300);
-    s.wait_phase("hello", "Ready", slow_build);
-    assert_eq!(s.ok(&["function", "call", "hello"]).stdout, "hello world\n");
+    check_contract(&s, &c);
 
-    s.wait_phase("echo", "Ready", slow_build);
-    let r = s.ok(&["function", "call", "echo", "--data", r#"{"a": [1, 2]}"#]);
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("json echo");
-    assert_eq!(v, serde_json::json!({"a": [1, 2]}));
-    let log = s.wait_log("echo", "event-namespace=cli.kubeless.io");
-    assert!(log.contains("event-type=application/json"), "{log}");
-    assert!(
-        !log.contains("event-id=null") && !log.contains("event-time=null"),
-        "{log}"
-    );
-    s.ok(&["function", "call", "echo", "--data", "second"]);
-    let top = s
-        .ok(&["function", "top", "--function", "echo", "-o", "json"])
-        .stdout;
-    let top: serde_json::Value = serde_json::from_str(&top).expect("top json");
-    let post = top
-        .as_array()
-        .and_then(|rows| rows.iter().find(|r| r["method"] == "POST"))
-        .cloned()
-        .expect("a POST row");
-    assert_eq!(post["total_calls"], 2, "{top}");
-
-    s.wait_phase("slow", "Ready", slow_build);
-    let r = s.fails(&["function", "call", "slow"]);
-    assert!(r.stderr.contains("Request timeout exceeded"), "{r}");
-    // The stuck worker was replaced: the function answers (408 again).
-    let r = s.fails(&["function", "call", "slow"]);
-    assert!(r.stderr.contains("Request timeout exceeded"), "{r}");
-
-    s.wait_phase("fail", "Ready", slow_build);
-    let r = s.fails(&["function", "call", "fail"]);
-    assert!(r.stderr.contains("500"), "{r}");
-    s.wait_log("fail", "boom from the handler");
-
-    s.wait_phase("created", "Ready", slow_build);
-    let resp = gateway_post(&s, "created", "x");
-    assert_eq!(resp.status().as_u16(), 201);
-    assert_eq!(resp.headers()["x-made-by"], "java");
-    assert_eq!(resp.text().expect("body"), "created created");
-
-    s.wait_phase("upper", "Ready", slow_build);
+    s.wait_phase("upper", "Ready", BUILD);
     assert_eq!(s.ok(&["function", "call", "upper"]).stdout, "HELLO java\n");
 
-    let st = s.wait_phase("broken", "Failed", slow_build);
+    let st = s.wait_phase("broken", "Failed", BUILD);
     let reason = st["reason"].as_str().unwrap_or("");
     assert!(reason.contains("compilation failed"), "{st}");
     assert!(

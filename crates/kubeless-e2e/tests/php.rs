@@ -7,11 +7,11 @@
 mod common;
 
 use std::io::Write;
-use std::time::Duration;
 
 use common::Server;
-
-const LANG: &str = "php";
+use common::contract::{
+    BUILD, Contract, check_contract, deploy, deploy_contract, gateway_post, require_tool,
+};
 
 const HANDLERS: &str = r#"<?php
 function hello($event, $context) {
@@ -44,41 +44,6 @@ function teapot($event, $context) {
 }
 "#;
 
-fn require_tool(tool: &str) {
-    let ok = std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "{tool} must be installed for the go end-to-end tests (see scripts/deps/runtimes.sh)"
-    );
-}
-
-fn deploy(s: &Server, name: &str, runtime: &str, handler: &str, file: &str, extra: &[&str]) {
-    let mut args = vec![
-        "function",
-        "deploy",
-        name,
-        "--runtime",
-        runtime,
-        "--handler",
-        handler,
-        "--from-file",
-        file,
-    ];
-    args.extend_from_slice(extra);
-    s.ok(&args);
-}
-
-fn gateway_post(s: &Server, name: &str, body: &str) -> reqwest::blocking::Response {
-    reqwest::blocking::Client::new()
-        .post(format!("{}/default/{name}", s.gateway()))
-        .body(body.to_string())
-        .send()
-        .expect("gateway request")
-}
-
 fn zip(files: &[(&str, &str)]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut z = zip::ZipWriter::new(std::io::Cursor::new(&mut out));
@@ -104,19 +69,21 @@ fn php_functions_end_to_end() {
     );
 
     let f = s.file("handlers.php", HANDLERS);
-    deploy(&s, "hello", "php8.2", "handlers.hello", &f, &[]);
-    // Legacy Kubeless runtime ids resolve to the installed interpreter.
-    deploy(&s, "echo", "php7.4", "handlers.echo_event", &f, &[]);
-    deploy(
-        &s,
-        "slow",
-        "php8.2",
-        "handlers.slow",
-        &f,
-        &["--timeout", "1"],
-    );
-    deploy(&s, "fail", "php7.2", "handlers.fail", &f, &[]);
-    deploy(&s, "created", "php8.2", "handlers.created", &f, &[]);
+    // Legacy Kubeless runtime ids (php7.4, php7.2) resolve to the installed toolchain.
+    let c = Contract {
+        lang: "php",
+        file: &f,
+        handlers: [
+            "handlers.hello",
+            "handlers.echo_event",
+            "handlers.slow",
+            "handlers.fail",
+            "handlers.created",
+        ],
+        runtimes: ["php8.2", "php7.4", "php8.2", "php7.2", "php8.2"],
+        created_body: "created x",
+    };
+    deploy_contract(&s, &c);
     deploy(&s, "teapot", "php8.2", "handlers.teapot", &f, &[]);
 
     // A package vendored in the archive, installed by composer from a path
@@ -161,59 +128,17 @@ fn php_functions_end_to_end() {
         &["--dependencies", &missing],
     );
 
-    let slow_build = Duration::from_secs(300);
-    s.wait_phase("hello", "Ready", slow_build);
-    assert_eq!(s.ok(&["function", "call", "hello"]).stdout, "hello world\n");
+    check_contract(&s, &c);
 
-    s.wait_phase("echo", "Ready", slow_build);
-    let r = s.ok(&["function", "call", "echo", "--data", r#"{"a": [1, 2]}"#]);
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("json echo");
-    assert_eq!(v, serde_json::json!({"a": [1, 2]}));
-    let log = s.wait_log("echo", "event-namespace=cli.kubeless.io");
-    assert!(log.contains("event-type=application/json"), "{log}");
-    assert!(
-        log.contains("event-time=20") && !log.contains("event-id= "),
-        "{log}"
-    );
-    s.ok(&["function", "call", "echo", "--data", "second"]);
-    let top = s
-        .ok(&["function", "top", "--function", "echo", "-o", "json"])
-        .stdout;
-    let top: serde_json::Value = serde_json::from_str(&top).expect("top json");
-    let post = top
-        .as_array()
-        .and_then(|rows| rows.iter().find(|r| r["method"] == "POST"))
-        .cloned()
-        .expect("a POST row");
-    assert_eq!(post["total_calls"], 2, "{top}");
-
-    s.wait_phase("slow", "Ready", slow_build);
-    let r = s.fails(&["function", "call", "slow"]);
-    assert!(r.stderr.contains("Request timeout exceeded"), "{r}");
-    // The stuck worker was replaced: the function answers (408 again).
-    let r = s.fails(&["function", "call", "slow"]);
-    assert!(r.stderr.contains("Request timeout exceeded"), "{r}");
-
-    s.wait_phase("fail", "Ready", slow_build);
-    let r = s.fails(&["function", "call", "fail"]);
-    assert!(r.stderr.contains("500"), "{r}");
-    s.wait_log("fail", "boom from the handler");
-
-    s.wait_phase("created", "Ready", slow_build);
-    let resp = gateway_post(&s, "created", "x");
-    assert_eq!(resp.status().as_u16(), 201);
-    assert_eq!(resp.headers()["x-made-by"], LANG);
-    assert_eq!(resp.text().expect("body"), "created x");
-
-    s.wait_phase("teapot", "Ready", slow_build);
+    s.wait_phase("teapot", "Ready", BUILD);
     let resp = gateway_post(&s, "teapot", "");
     assert_eq!(resp.status().as_u16(), 418);
     assert_eq!(resp.text().expect("body"), "short and stout");
 
-    s.wait_phase("greet", "Ready", slow_build);
+    s.wait_phase("greet", "Ready", BUILD);
     assert_eq!(s.ok(&["function", "call", "greet"]).stdout, "HELLO PHP\n");
 
-    let st = s.wait_phase("missing", "Failed", slow_build);
+    let st = s.wait_phase("missing", "Failed", BUILD);
     let reason = st["reason"].as_str().unwrap_or("");
     assert!(reason.contains("dependency installation failed"), "{st}");
     assert!(reason.contains("Packagist is not reachable"), "{st}");

@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod contract;
 pub mod host;
 pub mod registry;
 
