@@ -28,27 +28,9 @@ fn kafka_topics_and_messages_reach_every_selected_function_with_headers() {
     let a = deploy_sink(&s, "fan-a", &["topic=orders"], false);
     let b = deploy_sink(&s, "fan-b", &["topic=orders"], false);
     let other = deploy_sink(&s, "other", &["topic=else"], false);
-    s.ok(&[
-        "trigger",
-        "kafka",
-        "create",
-        "orders",
-        "--trigger-topic",
-        "orders",
-        "--function-selector",
-        "topic=orders",
-    ]);
+    create_trigger(&s, "kafka", "orders", "orders", "topic=orders");
     // A topic that does not exist is reported, not created.
-    s.ok(&[
-        "trigger",
-        "kafka",
-        "create",
-        "ghost",
-        "--trigger-topic",
-        "no-such-topic",
-        "--function-selector",
-        "topic=orders",
-    ]);
+    create_trigger(&s, "kafka", "ghost", "no-such-topic", "topic=orders");
     wait_trigger_ready(&s, "kafkatriggers", "orders");
     let st = wait_until(
         "the missing topic in the status",
@@ -99,16 +81,7 @@ fn kafka_thousand_messages_through_a_function_restart_lose_nothing_and_keep_orde
     let s = server(&kafka, &[]);
     s.ok(&["topic", "create", "load"]);
     let sink = deploy_sink(&s, "sink", &["app=sink"], false);
-    s.ok(&[
-        "trigger",
-        "kafka",
-        "create",
-        "load",
-        "--trigger-topic",
-        "load",
-        "--function-selector",
-        "app=sink",
-    ]);
+    create_trigger(&s, "kafka", "load", "load", "app=sink");
     wait_trigger_ready(&s, "kafkatriggers", "load");
     let brokers = kafka.brokers();
     let start = Instant::now();
@@ -155,16 +128,7 @@ fn kafka_always_failing_function_ends_in_the_dead_letter_topic() {
     );
     s.ok(&["topic", "create", "doomed"]);
     deploy_sink(&s, "broken", &["app=broken"], true);
-    s.ok(&[
-        "trigger",
-        "kafka",
-        "create",
-        "doomed",
-        "--trigger-topic",
-        "doomed",
-        "--function-selector",
-        "app=broken",
-    ]);
+    create_trigger(&s, "kafka", "doomed", "doomed", "app=broken");
     wait_trigger_ready(&s, "kafkatriggers", "doomed");
     let brokers = kafka.brokers();
     produce(&brokers, "doomed", 0..3);
@@ -200,16 +164,7 @@ fn kafka_consumption_resumes_from_the_committed_offset_after_kill_9() {
     let mut s = server(&kafka, &[]);
     s.ok(&["topic", "create", "durable"]);
     let sink = deploy_sink_env(&s, "sink", &["app=sink"], &["SLOW=0.02"]);
-    s.ok(&[
-        "trigger",
-        "kafka",
-        "create",
-        "durable",
-        "--trigger-topic",
-        "durable",
-        "--function-selector",
-        "app=sink",
-    ]);
+    create_trigger(&s, "kafka", "durable", "durable", "app=sink");
     wait_trigger_ready(&s, "kafkatriggers", "durable");
     let brokers = kafka.brokers();
     let start = Instant::now();

@@ -25,27 +25,9 @@ fn nats_messages_reach_every_selected_function_with_headers() {
     let a = deploy_sink(&s, "fan-a", &["topic=orders"], false);
     let b = deploy_sink(&s, "fan-b", &["topic=orders", "tier=gold"], false);
     let other = deploy_sink(&s, "other", &["topic=else"], false);
-    s.ok(&[
-        "trigger",
-        "nats",
-        "create",
-        "orders",
-        "--trigger-topic",
-        "orders",
-        "--function-selector",
-        "topic=orders",
-    ]);
+    create_trigger(&s, "nats", "orders", "orders", "topic=orders");
     // A selector that matches nothing waits and says so.
-    s.ok(&[
-        "trigger",
-        "nats",
-        "create",
-        "nobody",
-        "--trigger-topic",
-        "orders",
-        "--function-selector",
-        "team=none",
-    ]);
+    create_trigger(&s, "nats", "nobody", "orders", "team=none");
     wait_trigger_ready(&s, "natstriggers", "orders");
     let st = wait_until(
         "the waiting trigger's status",
@@ -126,16 +108,7 @@ fn nats_thousand_messages_through_a_function_restart_lose_nothing() {
     let nats = Broker::nats();
     let s = server(&nats, &[]);
     let sink = deploy_sink(&s, "sink", &["app=sink"], false);
-    s.ok(&[
-        "trigger",
-        "nats",
-        "create",
-        "load",
-        "--trigger-topic",
-        "load",
-        "--function-selector",
-        "app=sink",
-    ]);
+    create_trigger(&s, "nats", "load", "load", "app=sink");
     wait_trigger_ready(&s, "natstriggers", "load");
     let url = nats.nats_url();
     let start = Instant::now();
@@ -169,16 +142,7 @@ fn nats_always_failing_function_ends_in_the_dead_letter_subject() {
         &["--trigger-retries", "2", "--trigger-backoff-ms", "50"],
     );
     deploy_sink(&s, "broken", &["app=broken"], true);
-    s.ok(&[
-        "trigger",
-        "nats",
-        "create",
-        "doomed",
-        "--trigger-topic",
-        "doomed",
-        "--function-selector",
-        "app=broken",
-    ]);
+    create_trigger(&s, "nats", "doomed", "doomed", "app=broken");
     wait_trigger_ready(&s, "natstriggers", "doomed");
     let url = nats.nats_url();
     let dead = rt().block_on(async {
@@ -238,16 +202,7 @@ fn nats_consumption_resumes_after_the_server_is_killed() {
     let nats = Broker::nats();
     let mut s = server(&nats, &[]);
     let sink = deploy_sink(&s, "sink", &["app=sink"], false);
-    s.ok(&[
-        "trigger",
-        "nats",
-        "create",
-        "durable",
-        "--trigger-topic",
-        "durable",
-        "--function-selector",
-        "app=sink",
-    ]);
+    create_trigger(&s, "nats", "durable", "durable", "app=sink");
     wait_trigger_ready(&s, "natstriggers", "durable");
     let url = nats.nats_url();
     let start = Instant::now();

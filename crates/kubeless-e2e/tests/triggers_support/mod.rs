@@ -172,6 +172,20 @@ def handler(event, context):
 "#;
 
 /// Deploy the sink as `name` with labels, writing to `<home>/sink-<name>`.
+/// `kubeless trigger <kind> create NAME --trigger-topic T --function-selector SEL`.
+pub fn create_trigger(s: &Server, kind: &str, name: &str, topic: &str, selector: &str) {
+    s.ok(&[
+        "trigger",
+        kind,
+        "create",
+        name,
+        "--trigger-topic",
+        topic,
+        "--function-selector",
+        selector,
+    ]);
+}
+
 pub fn deploy_sink(s: &Server, name: &str, labels: &[&str], fail: bool) -> PathBuf {
     deploy_sink_env(s, name, labels, if fail { &["FAIL=1"] } else { &[] })
 }
