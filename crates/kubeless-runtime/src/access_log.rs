@@ -8,6 +8,7 @@
 //! many lines, instead of a syscall in the host and a wake-up in whoever
 //! reads the pipe (the embedded server) for every request.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -91,13 +92,7 @@ pub struct Entry<'a> {
 pub fn format(entry: &Entry<'_>) -> String {
     let mut line = String::with_capacity(160);
     let _ = write!(line, "{} - - [", entry.remote);
-    let stamp = format_description!(
-        "[day]/[month repr:short]/[year]:[hour]:[minute]:[second] [offset_hour sign:mandatory][offset_minute]"
-    );
-    match entry.time.format(&stamp) {
-        Ok(text) => line.push_str(&text),
-        Err(_) => line.push('-'),
-    }
+    push_stamp(&mut line, entry.time);
     line.push_str("] \"");
     escape_into(&mut line, entry.method.as_bytes());
     line.push(' ');
@@ -119,6 +114,26 @@ pub fn format(entry: &Entry<'_>) -> String {
         line.push('"');
     }
     line
+}
+
+thread_local! {
+    /// The last second's rendered timestamp: every request of a second
+    /// shares it, so the date is formatted once a second, not per line.
+    static STAMP: RefCell<((i64, i32), String)> = const { RefCell::new(((i64::MIN, 0), String::new())) };
+}
+
+fn push_stamp(line: &mut String, time: OffsetDateTime) {
+    let key = (time.unix_timestamp(), time.offset().whole_seconds());
+    STAMP.with_borrow_mut(|(second, text)| {
+        if *second != key || text.is_empty() {
+            let format = format_description!(
+                "[day]/[month repr:short]/[year]:[hour]:[minute]:[second] [offset_hour sign:mandatory][offset_minute]"
+            );
+            *text = time.format(&format).unwrap_or_else(|_| "-".to_owned());
+            *second = key;
+        }
+        line.push_str(text);
+    });
 }
 
 /// Escapes like Apache's `ap_escape_logitem`, so a client cannot forge log

@@ -134,13 +134,13 @@ impl Pool {
 
     /// An idle worker that is still alive. A worker killed while idle may
     /// not yet fail the first write on its socket (the kernel can accept the
-    /// frame before the close is seen), so the exit status is checked here:
-    /// one cheap `wait4` is worth never answering 500 for a request that no
-    /// worker saw.
+    /// frame before the close is seen), so its socket's hang-up is checked
+    /// here (no syscall: see [`Worker::hung_up`]); a request that no worker
+    /// saw never turns into a 500.
     fn take_idle(&self) -> Option<Worker> {
         loop {
-            let mut worker = lock(&self.idle).pop()?;
-            if !worker.has_exited() {
+            let worker = lock(&self.idle).pop()?;
+            if !worker.hung_up() {
                 return Some(worker);
             }
             eprintln!(

@@ -18,10 +18,14 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Buf, Bytes, BytesMut};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::process::{Child, Command};
 
@@ -141,6 +145,10 @@ pub struct Worker {
     pid: u32,
     child: Child,
     stream: UnixStream,
+    /// Bytes read from the worker and not yet decoded. Frames are read
+    /// with as few `recv`s as the kernel allows (usually one per response)
+    /// instead of one for the length and one for the payload.
+    buf: BytesMut,
     next_id: u64,
     live: LivePids,
 }
@@ -181,6 +189,7 @@ impl Worker {
             armed: true,
         };
 
+        let mut buf = BytesMut::new();
         let loaded = tokio::time::timeout(spec.load_timeout, async {
             // Biased towards the connection: a worker that reports a load
             // failure and exits at once has connected first, and its reason
@@ -198,13 +207,13 @@ impl Worker {
             // No race with the process exit here: a worker that reports a
             // failure and exits leaves its message in the socket buffer, and
             // one that dies silently closes the socket.
-            match read_message(&mut stream).await {
+            match read_message(&mut stream, &mut buf).await {
                 Ok(WorkerMessage::Ready) => Ok(Ok(stream)),
                 Ok(WorkerMessage::LoadFailed { reason }) => Ok(Err(reason)),
                 Ok(WorkerMessage::Response(_)) => Err("worker answered before it was asked".to_owned()),
-                Err(reason) => match tokio::time::timeout(Duration::from_secs(1), child.wait()).await {
+                Err(failure) => match tokio::time::timeout(Duration::from_secs(1), child.wait()).await {
                     Ok(status) => Err(exited_while_loading(status)),
-                    Err(_) => Err(reason),
+                    Err(_) => Err(failure.reason),
                 },
             }
         })
@@ -225,6 +234,7 @@ impl Worker {
             pid,
             child,
             stream,
+            buf,
             next_id: 1,
             live,
         })
@@ -237,10 +247,11 @@ impl Worker {
     /// Sends one request and waits for its response. An error means the
     /// worker is unusable and must be dropped.
     ///
-    /// The pool checks the exit status before handing out an idle worker;
-    /// a worker that died in between has closed its socket, so the write
-    /// fails with `EPIPE` before any of the request reached anyone, and
-    /// [`CallFailure::NotSent`] tells the caller it may try another worker.
+    /// The pool skips idle workers that [hung up](Worker::hung_up); a
+    /// worker that died after that check has closed its socket, so the
+    /// write fails with `EPIPE` before any of the request reached anyone,
+    /// and [`CallFailure::NotSent`] tells the caller it may try another
+    /// worker.
     pub async fn call(
         &mut self,
         head: &mut RequestHead<'_>,
@@ -263,7 +274,7 @@ impl Worker {
                 CallFailure::Broken(reason)
             });
         }
-        match read_message(&mut self.stream).await {
+        match read_message(&mut self.stream, &mut self.buf).await {
             Ok(WorkerMessage::Response(response)) if response.id == id => Ok(response),
             Ok(WorkerMessage::Response(response)) => Err(CallFailure::Broken(format!(
                 "answered request {} instead of {id}",
@@ -272,16 +283,40 @@ impl Worker {
             Ok(_) => Err(CallFailure::Broken(
                 "sent a load message while serving".to_owned(),
             )),
-            Err(reason) => Err(CallFailure::Broken(match self.child.try_wait() {
-                Ok(Some(status)) => format!("worker exited ({status})"),
-                _ => reason,
-            })),
+            // It closed its socket with the request still queued: it died
+            // before reading it (or all of it), so no handler ran and
+            // another worker may take it. This is the race a hang-up check
+            // cannot close: a process's sockets close only when its last
+            // thread has exited, a moment after it was killed.
+            Err(ReadFailure {
+                reason,
+                request_unread: true,
+            }) => Err(CallFailure::NotSent(reason)),
+            Err(ReadFailure { reason, .. }) => {
+                Err(CallFailure::Broken(match self.child.try_wait() {
+                    Ok(Some(status)) => format!("worker exited ({status})"),
+                    _ => reason,
+                }))
+            }
         }
     }
 
-    /// Whether the worker process has exited (reaps it if so).
-    pub fn has_exited(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(Some(_)))
+    /// Whether the worker's end of the socket is closed: it exited (or was
+    /// killed) while idle. This costs no syscall: the socket is registered
+    /// with the runtime's epoll for `EPOLLRDHUP`, so the hang-up was
+    /// recorded when the event loop last polled, and closed states are
+    /// never cleared. The kernel closes a process's sockets when its last
+    /// thread exits, which is also when `wait4` would first report it, so
+    /// this sees a dead worker as soon as an exit-status check would,
+    /// without a `wait4` per request.
+    pub fn hung_up(&self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        let ready = pin!(self.stream.ready(Interest::READABLE));
+        match ready.poll(&mut cx) {
+            Poll::Ready(Ok(ready)) => ready.is_read_closed(),
+            Poll::Ready(Err(_)) => true,
+            Poll::Pending => false,
+        }
     }
 
     /// Asks the worker to stop with SIGTERM and kills it if it has not
@@ -320,28 +355,68 @@ fn exited_while_loading(status: std::io::Result<std::process::ExitStatus>) -> St
     }
 }
 
-/// Reads one frame and decodes it.
-async fn read_message(stream: &mut UnixStream) -> Result<WorkerMessage, String> {
-    let mut len = [0u8; 4];
-    stream
-        .read_exact(&mut len)
-        .await
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => "worker closed the connection".to_owned(),
-            _ => format!("worker connection: {e}"),
-        })?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len == 0 || len > frame::MAX_WORKER_FRAME {
-        return Err(format!("worker sent a frame of {len} bytes"));
-    }
-    let mut payload = vec![0u8; len];
-    stream
-        .read_exact(&mut payload)
-        .await
-        .map_err(|e| format!("worker connection: {e}"))?;
-    frame::decode_worker_message(Bytes::from(payload))
-        .map_err(|e| format!("protocol violation: {e}"))
+/// Why [`read_message`] returned no message.
+struct ReadFailure {
+    reason: String,
+    /// The worker closed its socket with data it had not read (the kernel
+    /// reports that as `ECONNRESET`) and sent no byte of an answer: the
+    /// request it was sent never reached its handler in full.
+    request_unread: bool,
 }
+
+impl From<String> for ReadFailure {
+    fn from(reason: String) -> ReadFailure {
+        ReadFailure {
+            reason,
+            request_unread: false,
+        }
+    }
+}
+
+/// Reads one frame and decodes it. Bytes beyond the frame stay in `buf`
+/// (a worker sends nothing unasked, so there are none in practice).
+async fn read_message(
+    stream: &mut UnixStream,
+    buf: &mut BytesMut,
+) -> Result<WorkerMessage, ReadFailure> {
+    loop {
+        if buf.len() >= 4 {
+            let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+            if len == 0 || len > frame::MAX_WORKER_FRAME {
+                return Err(format!("worker sent a frame of {len} bytes").into());
+            }
+            if buf.len() >= 4 + len {
+                buf.advance(4);
+                // The payload shares the read buffer's allocation: the body
+                // goes out to the client without a copy.
+                let payload = buf.split_to(len).freeze();
+                return frame::decode_worker_message(payload)
+                    .map_err(|e| format!("protocol violation: {e}").into());
+            }
+            buf.reserve(4 + len - buf.len());
+        }
+        if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+            // One allocation serves many small responses: each takes its
+            // slice and the next one is read behind it.
+            buf.reserve(READ_CHUNK);
+        }
+        let n = stream.read_buf(buf).await.map_err(|e| ReadFailure {
+            reason: format!("worker connection: {e}"),
+            request_unread: e.kind() == std::io::ErrorKind::ConnectionReset && buf.is_empty(),
+        })?;
+        if n == 0 {
+            return Err(if buf.is_empty() {
+                "worker closed the connection".to_owned()
+            } else {
+                "worker closed the connection mid-frame".to_owned()
+            }
+            .into());
+        }
+    }
+}
+
+/// How much a read from a worker asks for at least.
+const READ_CHUNK: usize = 8 << 10;
 
 /// Kills and forgets a worker whose start did not complete.
 struct StartGuard {
