@@ -36,29 +36,6 @@ def send_frame(sock, payload):
     sock.sendall(struct.pack(">I", len(payload)) + payload)
 
 
-class Reader:
-    """Decodes the fields of one request payload."""
-
-    __slots__ = ("buf", "pos")
-
-    def __init__(self, buf):
-        self.buf = buf
-        self.pos = 0
-
-    def take(self, n):
-        out = self.buf[self.pos : self.pos + n]
-        if len(out) != n:
-            raise ValueError("truncated frame")
-        self.pos += n
-        return out
-
-    def u32(self):
-        return struct.unpack(">I", self.take(4))[0]
-
-    def blob(self):
-        return self.take(self.u32())
-
-
 class Headers(dict):
     """Request headers; lookups ignore case (names arrive lower-cased)."""
 
@@ -121,22 +98,42 @@ class Request:
         return self.headers.get(name, default)
 
 
-def decode_request(payload):
-    r = Reader(payload)
-    r.take(1)  # kind, checked by the caller
-    req_id = struct.unpack(">Q", r.take(8))[0]
-    method = r.blob().decode("utf-8", "replace")
-    path = r.blob().decode("utf-8", "replace")
-    query = r.blob().decode("utf-8", "replace")
+def decode_request(payload, unpack_from=struct.unpack_from):
+    # Offsets into the payload instead of a reader object: this runs for
+    # every request, and attribute lookups and calls dominate its cost.
+    (req_id, n) = unpack_from(">QI", payload, 1)
+    pos = 13
+    method = payload[pos : pos + n].decode("utf-8", "replace")
+    pos += n
+    (n,) = unpack_from(">I", payload, pos)
+    pos += 4
+    path = payload[pos : pos + n].decode("utf-8", "replace")
+    pos += n
+    (n,) = unpack_from(">I", payload, pos)
+    pos += 4
+    query = payload[pos : pos + n].decode("utf-8", "replace")
+    pos += n
+    (count,) = unpack_from(">I", payload, pos)
+    pos += 4
     headers = Headers()
-    for _ in range(r.u32()):
-        name = r.blob().decode("latin-1")
-        value = r.blob().decode("latin-1")
+    for _ in range(count):
+        (n,) = unpack_from(">I", payload, pos)
+        pos += 4
+        name = payload[pos : pos + n].decode("latin-1")
+        pos += n
+        (n,) = unpack_from(">I", payload, pos)
+        pos += 4
+        value = payload[pos : pos + n].decode("latin-1")
+        pos += n
         if name in headers:
             # Repeated headers fold into one value, as HTTP allows.
             value = dict.__getitem__(headers, name) + ", " + value
         dict.__setitem__(headers, name, value)
-    body = bytes(r.blob())
+    (n,) = unpack_from(">I", payload, pos)
+    pos += 4
+    body = payload[pos : pos + n]
+    if pos + n != len(payload):
+        raise ValueError("truncated frame" if pos + n > len(payload) else "trailing bytes in frame")
     return req_id, Request(method, path, query, headers, body)
 
 
@@ -184,9 +181,9 @@ def build_response(result):
         status = result[1]
         result = result[0]
     content_type, body = to_body(result)
-    headers = []
-    if extra:
-        headers = [(str(k), to_header_value(v)) for k, v in dict(extra).items()]
+    if not extra:
+        return status, [("content-type", content_type)], body
+    headers = [(str(k), to_header_value(v)) for k, v in dict(extra).items()]
     if not any(k.lower() == "content-type" for k, _ in headers):
         headers.append(("content-type", content_type))
     return status, headers, body
@@ -275,8 +272,10 @@ def watch_host(sock):
 
 
 def invoke(handler, context, req_id, request):
+    # Names arrive lower-cased: plain dict lookups skip Headers' lower().
+    get = dict.get
     headers = request.headers
-    content_type = headers.get("content-type")
+    content_type = get(headers, "content-type")
     data = request.body
     if data and is_json(content_type):
         import json
@@ -287,10 +286,10 @@ def invoke(handler, context, req_id, request):
             return encode_response(req_id, OUTCOME_BAD_REQUEST, 400, error="Invalid JSON in request body: %s\n" % e)
     event = {
         "data": data,
-        "event-id": headers.get("event-id"),
-        "event-type": headers.get("event-type"),
-        "event-time": headers.get("event-time"),
-        "event-namespace": headers.get("event-namespace"),
+        "event-id": get(headers, "event-id"),
+        "event-type": get(headers, "event-type"),
+        "event-time": get(headers, "event-time"),
+        "event-namespace": get(headers, "event-namespace"),
         "extensions": {"request": request},
     }
     try:
