@@ -407,11 +407,26 @@ pub fn split_path(path: &str) -> Option<(&str, &str, &str)> {
     (!ns.is_empty() && !name.is_empty()).then_some((ns, name, sub))
 }
 
-/// 413 for a body over the limit, answered before the body is read: the
-/// connection is closed after it (`Connection: close`), so a client never
-/// sends its next request on a connection whose unread body the server is
-/// about to drop.
-fn too_large(limit: u64) -> Response<GatewayBody> {
+/// A declared body over the limit up to this size is read and discarded
+/// before the 413 (as the runtime host does): a server that closes a
+/// socket with unread data makes the kernel reset it, and the client then
+/// loses the 413, usually as a broken pipe while still sending the body.
+const DRAIN_CAP: u64 = 8 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// 413 for a body over the limit, without forwarding it. The body is
+/// drained first when it is small enough (see [`DRAIN_CAP`]), and the
+/// connection is closed after the answer (`Connection: close`), so a
+/// client never sends its next request on a connection whose unread body
+/// the server is about to drop.
+async fn too_large(limit: u64, declared: u64, body: Incoming) -> Response<GatewayBody> {
+    if declared <= DRAIN_CAP {
+        let mut body = body;
+        let _ = tokio::time::timeout(DRAIN_TIME, async {
+            while let Some(Ok(_)) = body.frame().await {}
+        })
+        .await;
+    }
     let mut r = plain(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("request body is larger than the function's limit of {limit} bytes"),
@@ -534,8 +549,8 @@ impl Gateway {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > route.body_limit) {
-            return too_large(route.body_limit);
+        if let Some(n) = declared.filter(|n| *n > route.body_limit) {
+            return too_large(route.body_limit, n, req.into_body()).await;
         }
         let pq = path_and_query(sub, req.uri().query());
         self.forward(req, ns, name, &route, upstream, pq).await
@@ -598,8 +613,8 @@ impl Gateway {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > route.body_limit) {
-            return too_large(route.body_limit);
+        if let Some(n) = declared.filter(|n| *n > route.body_limit) {
+            return too_large(route.body_limit, n, req.into_body()).await;
         }
         // As nginx's `rewrite-target: /`: the function is called at `/`.
         let pq = path_and_query("/", req.uri().query());
