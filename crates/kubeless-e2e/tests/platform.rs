@@ -41,13 +41,15 @@ fn kill_9_and_restart_brings_every_function_back() {
     ]);
     s.wait_ready("py");
     s.wait_ready("js");
-    let old_hosts = common::processes_matching("kubeless-runtime")
+    // The runtime hosts run inside the server; each function's first
+    // worker is a process of its own, working in the function's code dir.
+    let old_hosts = common::processes_matching("kubeless_worker")
         .into_iter()
         .filter(|p| {
             std::fs::read_link(format!("/proc/{p}/cwd")).is_ok_and(|c| c.starts_with(s.home.path()))
         })
         .collect::<Vec<_>>();
-    assert_eq!(old_hosts.len(), 2, "one host per function");
+    assert_eq!(old_hosts.len(), 2, "one worker per function");
 
     s.kill9();
     s.restart();

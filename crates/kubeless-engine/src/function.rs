@@ -15,8 +15,6 @@
 //! instance known to be down.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,16 +27,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Ctx;
 use crate::artifact::ArtifactError;
-use crate::gateway::Route;
+use crate::gateway::{Endpoint, Route};
 use crate::instance::{self, InstanceEvent, InstanceSpec};
 
 struct Set {
     id: u64,
     plan: Arc<FunctionPlan>,
     cancel: CancellationToken,
-    /// Ready instances by slot: TCP address and, when it serves one, the
-    /// host's Unix socket.
-    ready: BTreeMap<usize, (SocketAddr, Option<PathBuf>)>,
+    /// Ready instances by slot, as the gateway reaches them.
+    ready: BTreeMap<usize, Endpoint>,
     failure: Option<(String, bool)>,
 }
 
@@ -239,10 +236,8 @@ impl Worker {
             .find(|s| s.id == set_id);
         let Some(set) = set else { return };
         match ev {
-            InstanceEvent::Ready {
-                slot, addr, socket, ..
-            } => {
-                set.ready.insert(slot, (addr, socket));
+            InstanceEvent::Ready { slot, endpoint, .. } => {
+                set.ready.insert(slot, endpoint);
                 if set.ready.len() >= set.plan.replicas as usize {
                     set.failure = None;
                 }
@@ -349,12 +344,12 @@ impl Worker {
                 Duration::from_secs(kubeless_plan::DEFAULT_TIMEOUT_SECS),
                 1024 * 1024,
             ));
-        let (addrs, sockets): (Vec<SocketAddr>, Vec<Option<PathBuf>>) = self
+        let endpoints: Vec<Endpoint> = self
             .active
             .iter()
             .flat_map(|s| s.ready.values().cloned())
-            .unzip();
-        let unavailable = if addrs.is_empty() {
+            .collect();
+        let unavailable = if endpoints.is_empty() {
             Some(if status.reason.is_empty() {
                 format!("it is {}", status.phase.to_string().to_lowercase())
             } else {
@@ -366,7 +361,7 @@ impl Worker {
         self.ctx.routes.set(
             &self.ns,
             &self.name,
-            Route::with_sockets(&self.uid, addrs, sockets, timeout, limit, unavailable),
+            Route::new(&self.uid, endpoints, timeout, limit, unavailable),
         );
         let value = match serde_json::to_value(&status) {
             Ok(v) => v,

@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -64,8 +64,41 @@ pub struct Route {
     next: AtomicUsize,
 }
 
+/// A ready instance as its function reports it to the gateway.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// Its loopback HTTP address (event deliveries, metrics).
+    pub addr: SocketAddr,
+    /// A host process's Unix socket, which the gateway prefers to `addr`.
+    pub socket: Option<PathBuf>,
+    /// A host running inside this server: the gateway hands requests to
+    /// it directly, with no connection and no process in between.
+    pub host: Option<Arc<kubeless_runtime::App>>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("addr", &self.addr)
+            .field("socket", &self.socket)
+            .field("in_process", &self.host.is_some())
+            .finish()
+    }
+}
+
+impl Endpoint {
+    /// An instance reached over loopback TCP only.
+    pub fn tcp(addr: SocketAddr) -> Endpoint {
+        Endpoint {
+            addr,
+            socket: None,
+            host: None,
+        }
+    }
+}
+
 /// One instance as the forwarding path sees it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Upstream {
     /// `127.0.0.1:<port>`: the URI authority, which is also the key of the
     /// client's connection pool.
@@ -73,6 +106,18 @@ struct Upstream {
     /// The host's Unix socket (`KUBELESS_SOCKET`) and its idle
     /// connections, when it has one.
     socket: Option<Arc<UnixUpstream>>,
+    /// The host, when it runs in this process.
+    host: Option<Arc<kubeless_runtime::App>>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("authority", &self.authority)
+            .field("socket", &self.socket)
+            .field("in_process", &self.host.is_some())
+            .finish()
+    }
 }
 
 /// Most idle connections kept per instance socket (as the TCP client's
@@ -233,35 +278,21 @@ impl Body for PooledBody {
 impl Route {
     pub fn new(
         owner: &str,
-        instances: Vec<SocketAddr>,
+        endpoints: Vec<Endpoint>,
         timeout: Duration,
         body_limit: u64,
         unavailable: Option<String>,
     ) -> Route {
-        let sockets = vec![None; instances.len()];
-        Route::with_sockets(owner, instances, sockets, timeout, body_limit, unavailable)
-    }
-
-    /// A route whose instances may also be reached over Unix sockets
-    /// (`sockets[i]` belongs to `instances[i]`); the gateway prefers them
-    /// to loopback TCP, which costs about twice the CPU per request.
-    pub fn with_sockets(
-        owner: &str,
-        instances: Vec<SocketAddr>,
-        sockets: Vec<Option<PathBuf>>,
-        timeout: Duration,
-        body_limit: u64,
-        unavailable: Option<String>,
-    ) -> Route {
-        let upstreams = instances
-            .iter()
-            .zip(sockets.into_iter().chain(std::iter::repeat(None)))
-            .filter_map(|(addr, socket)| {
+        let instances = endpoints.iter().map(|e| e.addr).collect();
+        let upstreams = endpoints
+            .into_iter()
+            .filter_map(|e| {
                 // A socket address always renders as a valid authority.
-                let authority = Authority::try_from(addr.to_string()).ok()?;
+                let authority = Authority::try_from(e.addr.to_string()).ok()?;
                 Some(Upstream {
                     authority,
-                    socket: socket.map(|path| Arc::new(UnixUpstream::new(path))),
+                    socket: e.socket.map(|path| Arc::new(UnixUpstream::new(path))),
+                    host: e.host,
                 })
             })
             .collect();
@@ -502,7 +533,7 @@ impl Gateway {
 
     /// Forward one request: to the HTTP trigger that claims it, else to
     /// `/<namespace>/<function>` (see [`crate::triggers::http`] for the order).
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<GatewayBody> {
+    pub async fn handle(&self, req: Request<Incoming>, peer: IpAddr) -> Response<GatewayBody> {
         // A clone of the URI shares its bytes: the path stays borrowable
         // after `req` moves on, without a copy.
         let uri = req.uri().clone();
@@ -520,7 +551,7 @@ impl Gateway {
             }
             drop(table);
             if let Some(t) = hit {
-                return self.handle_trigger(req, &t).await;
+                return self.handle_trigger(req, peer, &t).await;
             }
         } else {
             drop(table);
@@ -553,7 +584,8 @@ impl Gateway {
             return too_large(route.body_limit, n, req.into_body()).await;
         }
         let pq = path_and_query(sub, req.uri().query());
-        self.forward(req, ns, name, &route, upstream, pq).await
+        self.forward(req, peer, ns, name, &route, upstream, pq)
+            .await
     }
 
     /// Serve a request an HTTP trigger claimed: basic auth, CORS, then
@@ -561,6 +593,7 @@ impl Gateway {
     async fn handle_trigger(
         &self,
         req: Request<Incoming>,
+        peer: IpAddr,
         t: &crate::triggers::http::HttpRoute,
     ) -> Response<GatewayBody> {
         let origin = req.headers().get(header::ORIGIN).cloned();
@@ -618,16 +651,20 @@ impl Gateway {
         }
         // As nginx's `rewrite-target: /`: the function is called at `/`.
         let pq = path_and_query("/", req.uri().query());
-        let mut r = self.forward(req, ns, name, &route, upstream, pq).await;
+        let mut r = self
+            .forward(req, peer, ns, name, &route, upstream, pq)
+            .await;
         if t.cors {
             add_cors(&mut r, origin.as_ref(), None);
         }
         r
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn forward(
         &self,
         req: Request<Incoming>,
+        peer: IpAddr,
         ns: &str,
         name: &str,
         route: &Route,
@@ -639,6 +676,24 @@ impl Gateway {
             Ok(pq) => pq,
             Err(e) => return plain(StatusCode::BAD_REQUEST, format!("bad request path: {e}")),
         };
+        if let Some(host) = &upstream.host {
+            // The host answers 408 at the function's timeout; the gateway's
+            // deadline below only bounds a client that sends its body
+            // slower than that.
+            parts.uri = Uri::from(pq);
+            let call =
+                kubeless_runtime::server::handle(host, Request::from_parts(parts, body), peer);
+            return match tokio::time::timeout(route.timeout + TIMEOUT_GRACE, call).await {
+                Ok(response) => response.map(|b| b.map_err(|never| match never {}).boxed()),
+                Err(_) => plain(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    format!(
+                        "function {ns}/{name} did not answer within {} s",
+                        route.timeout.as_secs()
+                    ),
+                ),
+            };
+        }
         let tcp_uri = match upstream.socket {
             Some(_) => None,
             None => {
@@ -763,7 +818,7 @@ pub async fn serve(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -776,9 +831,10 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let gw = gateway.clone();
+        let peer = peer.ip();
         let svc = hyper::service::service_fn(move |req| {
             let gw = gw.clone();
-            async move { Ok::<_, Infallible>(gw.handle(req).await) }
+            async move { Ok::<_, Infallible>(gw.handle(req, peer).await) }
         });
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), svc)
@@ -822,7 +878,13 @@ mod tests {
     fn route_round_robins() {
         let a: SocketAddr = "127.0.0.1:1".parse().expect("addr");
         let b: SocketAddr = "127.0.0.1:2".parse().expect("addr");
-        let r = Route::new("u", vec![a, b], Duration::from_secs(1), 10, None);
+        let r = Route::new(
+            "u",
+            vec![Endpoint::tcp(a), Endpoint::tcp(b)],
+            Duration::from_secs(1),
+            10,
+            None,
+        );
         assert_eq!([r.pick(), r.pick(), r.pick()], [Some(a), Some(b), Some(a)]);
         assert_eq!(
             Route::new("u", vec![], Duration::from_secs(1), 10, None).pick(),

@@ -421,25 +421,21 @@ pub async fn command(
     tokio::fs::create_dir_all(scratch)
         .await
         .map_err(|e| format!("create {}: {e}", scratch.display()))?;
-    let mut argv: Vec<std::ffi::OsString> = vec![bwrap.clone().into_os_string()];
-    argv.extend(sandbox_args(&spec.artifact, &workdir));
-    argv.extend(program.into_iter().map(Into::into));
     let name = scratch
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
-    let mut cmd = match ctx.limits.wrap(&name, plan.memory_limit_bytes).await {
-        Some(mut sh) => {
-            sh.args(&argv);
-            sh
-        }
-        None => {
-            let mut c = Command::new(&argv[0]);
-            c.args(&argv[1..]);
-            c
-        }
-    };
-    cmd.env_clear()
+    let mut argv = ctx
+        .limits
+        .wrapper(&name, plan.memory_limit_bytes)
+        .await
+        .unwrap_or_default();
+    argv.push(bwrap.clone().into_os_string());
+    argv.extend(sandbox_args(&spec.artifact, &workdir));
+    argv.extend(program.into_iter().map(Into::into));
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .env_clear()
         .envs(env)
         .current_dir(scratch)
         .stdin(Stdio::piped())

@@ -1,17 +1,25 @@
-//! One function instance: a `kubeless-runtime` host process, supervised.
+//! One function instance, supervised. Two shapes:
 //!
-//! [`run`] owns the process for its whole life: start it in its own process
-//! group, pump its stdout/stderr into the function log, wait for `/healthz`,
-//! report `Ready`, and when it exits report `Down` and start it again after
-//! an exponential backoff (reset after a minute of healthy running). A host
-//! that exits with code 3 could not load the handler: that is reported as a
-//! load failure with the host's one-line reason and retried slowly.
+//! - **In process** (every function on a language runtime): the runtime
+//!   host's pool runs inside this server ([`kubeless_runtime::Host`]); its
+//!   worker processes are started with the function's clean environment,
+//!   memory cgroup and sandbox, their output piped into the function log,
+//!   and the gateway calls the host directly. A handler that cannot be
+//!   loaded is a load failure with the host's one-line reason, retried
+//!   slowly. See [`run_in_process`].
+//! - **A process of its own** (a function run from an image, or a custom
+//!   runtime's server): start it in its own process group, pump its
+//!   stdout/stderr into the function log, wait for `/healthz`, report
+//!   `Ready`, and when it exits report `Down` and start it again after an
+//!   exponential backoff (reset after a minute of healthy running). A host
+//!   that exits with code 3 could not load the handler.
 //!
-//! Stopping (cancellation) sends SIGTERM to the process group, waits up to
-//! [`STOP_GRACE`], then SIGKILLs the group: no worker is ever orphaned. The
-//! pid is also recorded under `<run root>/pids` so a server restarted after
-//! `kill -9` can clear instances the old server left behind
-//! ([`reap_leftovers`]).
+//! Stopping (cancellation) drains in-flight requests for up to
+//! [`STOP_GRACE`], then kills: a process's whole group, or every worker of
+//! an in-process host; no worker is ever orphaned. Pids are recorded under
+//! `<run root>/pids` so a server restarted after `kill -9` can clear
+//! processes the old server left behind ([`reap_leftovers`]); workers also
+//! exit by themselves when their socket to the server closes.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,6 +38,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::gateway::Endpoint;
 use crate::logs::{FunctionLog, LogHub};
 
 /// How long a stopping instance gets before SIGKILL.
@@ -47,9 +56,7 @@ pub enum InstanceEvent {
     Ready {
         set: u64,
         slot: usize,
-        addr: SocketAddr,
-        /// The host's Unix socket, which the gateway prefers to `addr`.
-        socket: Option<PathBuf>,
+        endpoint: Endpoint,
     },
     Down {
         set: u64,
@@ -156,6 +163,9 @@ async fn run_once(
     events: &mpsc::Sender<InstanceEvent>,
     cancel: &CancellationToken,
 ) -> Outcome {
+    if !crate::image::is_image_root(&spec.artifact) && spec.plan.server.is_none() {
+        return run_in_process(ctx, spec, events, cancel).await;
+    }
     let plan = &spec.plan;
     let port = match free_port().await {
         Ok(p) => p,
@@ -231,6 +241,136 @@ async fn run_once(
         }
         other => other,
     }
+}
+
+/// An instance whose runtime host runs inside this server: the worker
+/// processes are started here (in the function's cgroup and sandbox, with
+/// its clean environment) and the gateway hands requests straight to the
+/// host, one process hop less than a host process of its own. The host
+/// still serves loopback HTTP on the instance's port for event deliveries
+/// and `function top`.
+///
+/// Once ready it stays up until cancelled: a worker that dies is replaced
+/// by the host's pool, as in a host process.
+async fn run_in_process(
+    ctx: &InstanceCtx,
+    spec: &InstanceSpec,
+    events: &mpsc::Sender<InstanceEvent>,
+    cancel: &CancellationToken,
+) -> Outcome {
+    let plan = &spec.plan;
+    let listener = match tokio::net::TcpListener::bind(("127.0.0.1", 0)).await {
+        Ok(l) => l,
+        Err(e) => return down(format!("no free loopback port: {e}"), false, Duration::ZERO),
+    };
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => return down(format!("no free loopback port: {e}"), false, Duration::ZERO),
+    };
+    let scratch = ctx.run_root.join(format!(
+        "{}_{}_{}_{}",
+        plan.namespace, plan.name, spec.set, spec.slot
+    ));
+    let log = ctx.logs.handle(&plan.namespace, &plan.name);
+    let mut pumps = JoinSet::new();
+    let outcome = async {
+        let launching = launching(ctx, spec, addr.port(), &scratch)
+            .await
+            .map_err(|reason| (reason, false))?;
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let config = kubeless_runtime::Config::from_lookup(|k| launching.get(k), cpus)
+            .map_err(|e| (e.to_string(), true))?;
+        let output = output_pipes(&log, &mut pumps).map_err(|e| (e, false))?;
+        let sink = log.clone();
+        let launch = kubeless_runtime::Launch {
+            wrapper: launching.wrapper,
+            env: Some(launching.env),
+            output: Some(output),
+            pid_dir: Some(ctx.run_root.join("pids")),
+            log: kubeless_runtime::Log::Sink(Arc::new(move |chunk: &[u8]| {
+                let chunk = chunk.strip_suffix(b"\n").unwrap_or(chunk);
+                sink.push_lines(chunk.split(|&b| b == b'\n'));
+            })),
+        };
+        let starting = kubeless_runtime::Host::start(&config, launch, cancel.clone());
+        match starting.await {
+            Ok(host) => Ok(host),
+            Err(kubeless_runtime::Error::Stopped) => Err((String::new(), false)),
+            Err(e @ kubeless_runtime::Error::LoadHandler { .. }) => {
+                let reason = e.to_string();
+                log.push_lines([format!("kubeless-runtime: {reason}").as_bytes()]);
+                Err((reason, true))
+            }
+            Err(e) => Err((kubeless_runtime::pool::error_chain(&e), false)),
+        }
+    }
+    .await;
+    let result = match outcome {
+        Err(_) if cancel.is_cancelled() => Outcome::Cancelled,
+        Err((reason, load_failure)) => down(reason, load_failure, Duration::ZERO),
+        Ok(host) => {
+            let app = Arc::clone(host.app());
+            let _ = events
+                .send(InstanceEvent::Ready {
+                    set: spec.set,
+                    slot: spec.slot,
+                    endpoint: Endpoint {
+                        addr,
+                        socket: None,
+                        host: Some(Arc::clone(&app)),
+                    },
+                })
+                .await;
+            let flushed = CancellationToken::new();
+            let flush = host.flush_requests(flushed.clone());
+            let serving = async {
+                // Returns when `cancel` fires; its connections drain on
+                // the host's tracker, which `close` waits for.
+                kubeless_runtime::server::serve(
+                    listener,
+                    app,
+                    host.tracker().clone(),
+                    cancel.clone(),
+                )
+                .await;
+                host.close(STOP_GRACE, &CancellationToken::new()).await;
+                flushed.cancel();
+            };
+            tokio::join!(flush, serving);
+            Outcome::Cancelled
+        }
+    };
+    // Every write end of the output pipes is closed now (the workers are
+    // gone and the host dropped its copies), so the pumps end by themselves.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while pumps.join_next().await.is_some() {}
+    })
+    .await;
+    pumps.abort_all();
+    ctx.limits.release(&scratch_name(&scratch)).await;
+    let _ = tokio::fs::remove_dir_all(&scratch).await;
+    result
+}
+
+/// Pipes for the workers' stdout and stderr, each pumped into the
+/// function log by a task in `pumps`.
+fn output_pipes(
+    log: &FunctionLog,
+    pumps: &mut JoinSet<()>,
+) -> Result<kubeless_runtime::Output, String> {
+    let mut pipe = || -> Result<_, String> {
+        let (reader, writer) =
+            std::io::pipe().map_err(|e| format!("create an output pipe: {e}"))?;
+        let reader =
+            tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(reader))
+                .map_err(|e| format!("create an output pipe: {e}"))?;
+        pumps.spawn(pump(reader, log.clone(), None));
+        Ok(Arc::new(writer))
+    };
+    Ok(kubeless_runtime::Output {
+        stdout: pipe()?,
+        stderr: pipe()?,
+    })
 }
 
 fn scratch_name(scratch: &Path) -> String {
@@ -309,8 +449,11 @@ async fn supervise(
         .send(InstanceEvent::Ready {
             set: spec.set,
             slot: spec.slot,
-            addr,
-            socket,
+            endpoint: Endpoint {
+                addr,
+                socket,
+                host: None,
+            },
         })
         .await;
     let ready_at = Instant::now();
@@ -362,48 +505,70 @@ fn host_socket(scratch: &Path) -> PathBuf {
     scratch.join("run").join("http.sock")
 }
 
-/// Build the host's command line and environment. The host gets a clean
-/// environment (see [`PASSED_ENV`]) plus the plan's.
-async fn command(
+/// What an instance's processes are started with: the whole environment
+/// (see [`PASSED_ENV`]; nothing else of the server's reaches a function)
+/// and the wrapper that puts them in the function's memory cgroup and
+/// sandbox.
+struct Launching {
+    env: Vec<(String, String)>,
+    /// `sh -c ...` joining the cgroup, then `bwrap ... --`; either may be
+    /// absent.
+    wrapper: Vec<std::ffi::OsString>,
+}
+
+impl Launching {
+    fn get(&self, name: &str) -> Option<String> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+}
+
+/// Environment and wrapper of an instance serving `port` from `scratch`.
+async fn launching(
     ctx: &InstanceCtx,
     spec: &InstanceSpec,
     port: u16,
     scratch: &Path,
-) -> Result<Command, String> {
-    if crate::image::is_image_root(&spec.artifact) {
-        return crate::image::command(ctx, spec, port, scratch).await;
-    }
+) -> Result<Launching, String> {
     let plan = &spec.plan;
     tokio::fs::create_dir_all(scratch.join("home"))
         .await
         .map_err(|e| format!("create {}: {e}", scratch.display()))?;
     let artifact = spec.artifact.to_string_lossy().to_string();
-    let mut env: Vec<(String, String)> = Vec::new();
+    let mut plan_env: Vec<(String, String)> = Vec::new();
     for var in &plan.env {
         let value = match var.name.as_str() {
             "FUNC_PORT" => port.to_string(),
             "KUBELESS_INSTALL_VOLUME" => artifact.clone(),
             _ => expand(&var.value, |name| match name {
                 "KUBELESS_INSTALL_VOLUME" => Some(artifact.clone()),
-                other => env
+                other => plan_env
                     .iter()
                     .rev()
                     .find(|(k, _)| k == other)
                     .map(|(_, v)| v.clone()),
             }),
         };
-        env.push((var.name.clone(), value));
+        plan_env.push((var.name.clone(), value));
     }
     let secret_root = ctx
         .secrets
         .materialize(&plan.namespace, &plan.secrets, &scratch.join("secrets"))
         .await?;
-    // The program line: the host, inside bubblewrap when the function mounts
-    // secrets, so it reads them at their Kubernetes paths (`/NAME/key`).
-    let mut argv: Vec<std::ffi::OsString> = Vec::new();
+
+    let mut wrapper: Vec<std::ffi::OsString> = ctx
+        .limits
+        .wrapper(&scratch_name(scratch), plan.memory_limit_bytes)
+        .await
+        .unwrap_or_default();
+    // Inside bubblewrap when the function mounts secrets, so it reads them
+    // at their Kubernetes paths (`/NAME/key`).
     if let Some(root) = &secret_root {
         match sandbox_args(ctx, &plan.secrets, root) {
-            Ok(args) => argv.extend(args),
+            Ok(args) => wrapper.extend(args),
             Err(why) => ctx.logs.push(
                 &plan.namespace,
                 &plan.name,
@@ -414,62 +579,83 @@ async fn command(
             ),
         }
     }
-    match &plan.server {
-        // A custom runtime: the function's own server takes the host's place.
+
+    let mut env: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| PASSED_ENV.contains(&k.as_str()) || k.starts_with("LC_"))
+        .collect();
+    let fixed = [
+        ("PATH", std::env::var("PATH").unwrap_or_default()),
+        ("HOME", scratch.join("home").to_string_lossy().to_string()),
+        ("LANG", "C.UTF-8".to_owned()),
+        ("PYTHONUNBUFFERED", "1".to_owned()),
+    ];
+    env.extend(fixed.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    env.extend(plan_env);
+    let run_dir = scratch.join("run").to_string_lossy().to_string();
+    let host = [
+        ("KUBELESS_BIND", "127.0.0.1".to_owned()),
+        (
+            "KUBELESS_RUNTIME_LANGUAGE",
+            plan.runtime.language.as_str().to_owned(),
+        ),
+        ("KUBELESS_RUNTIME_DIR", run_dir),
+        (
+            "KUBELESS_SOCKET",
+            host_socket(scratch).to_string_lossy().to_string(),
+        ),
+        ("KUBELESS_PYTHON", ctx.python.clone()),
+        ("KUBELESS_NODE", ctx.node.clone()),
+    ];
+    env.extend(host.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    env.extend(
+        ctx.interpreters
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone())),
+    );
+    env.push(("KUBELESS_EXIT_ON_STDIN_EOF".to_owned(), "1".to_owned()));
+    env.push((
+        "REQ_MB_LIMIT".to_owned(),
+        (plan.request_limit_bytes / (1024 * 1024))
+            .max(1)
+            .to_string(),
+    ));
+    if let Some(root) = secret_root {
+        env.push((
+            "KUBELESS_SECRETS_ROOT".to_owned(),
+            root.to_string_lossy().to_string(),
+        ));
+    }
+    Ok(Launching { env, wrapper })
+}
+
+/// Build the host process's command line and environment (an image
+/// instance's, or a custom runtime's server in the host's place).
+async fn command(
+    ctx: &InstanceCtx,
+    spec: &InstanceSpec,
+    port: u16,
+    scratch: &Path,
+) -> Result<Command, String> {
+    if crate::image::is_image_root(&spec.artifact) {
+        return crate::image::command(ctx, spec, port, scratch).await;
+    }
+    let launching = launching(ctx, spec, port, scratch).await?;
+    let mut argv = launching.wrapper;
+    match &spec.plan.server {
         Some(server) => argv.extend(custom_server(server, &spec.artifact).await?),
         None => argv.push(ctx.runtime_bin.clone().into_os_string()),
     }
-    let mut cmd = match ctx
-        .limits
-        .wrap(&scratch_name(scratch), plan.memory_limit_bytes)
-        .await
-    {
-        Some(mut sh) => {
-            sh.args(&argv);
-            sh
-        }
-        None => {
-            let mut c = Command::new(&argv[0]);
-            c.args(&argv[1..]);
-            c
-        }
-    };
-    cmd.env_clear();
-    for (k, v) in std::env::vars_os() {
-        if PASSED_ENV.contains(&k.to_string_lossy().as_ref())
-            || k.to_string_lossy().starts_with("LC_")
-        {
-            cmd.env(k, v);
-        }
-    }
-    cmd.env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", scratch.join("home"))
-        .env("LANG", "C.UTF-8")
-        .env("PYTHONUNBUFFERED", "1")
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("KUBELESS_BIND", "127.0.0.1")
-        .env("KUBELESS_RUNTIME_LANGUAGE", plan.runtime.language.as_str())
-        .env("KUBELESS_RUNTIME_DIR", scratch.join("run"))
-        .env("KUBELESS_SOCKET", host_socket(scratch))
-        .env("KUBELESS_PYTHON", &ctx.python)
-        .env("KUBELESS_NODE", &ctx.node)
-        .envs(ctx.interpreters.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("KUBELESS_EXIT_ON_STDIN_EOF", "1")
-        .env(
-            "REQ_MB_LIMIT",
-            (plan.request_limit_bytes / (1024 * 1024))
-                .max(1)
-                .to_string(),
-        )
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .env_clear()
+        .envs(launching.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .current_dir(&spec.artifact)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .process_group(0);
-    if let Some(root) = secret_root {
-        cmd.env("KUBELESS_SECRETS_ROOT", root);
-    }
     Ok(cmd)
 }
 
@@ -645,11 +831,14 @@ pub async fn reap_leftovers(run_root: &Path) {
                 .await
                 .unwrap_or_default();
             let cmdline = String::from_utf8_lossy(&cmdline);
-            // A custom runtime's server is the function's program (or its
-            // interpreter running it) from the artifact directory.
+            // A custom runtime's server, a Go worker or a Java worker's
+            // classpath names the artifact directory; a script worker of a
+            // host run in process names its script in the instance's
+            // scratch directory under `run_root`.
             let artifacts = run_root.with_file_name("artifacts");
             if cmdline.contains("kubeless-runtime")
                 || cmdline.contains(artifacts.to_string_lossy().as_ref())
+                || cmdline.contains(run_root.to_string_lossy().as_ref())
             {
                 tracing::info!(pid, "stopping an instance left by a previous server");
                 let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);

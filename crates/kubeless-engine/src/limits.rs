@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use tokio::process::Command;
+use std::ffi::OsString;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Flavor {
@@ -19,8 +19,10 @@ pub struct MemoryLimits {
     base: Option<(PathBuf, Flavor)>,
 }
 
-/// Joins the cgroup named by `$0`, then execs the runtime host (`$@`), so
-/// every worker the host starts is inside the limit from its first byte.
+/// Joins the cgroup named by `$0`, then execs the program (`$@`): a runtime
+/// host process (whose workers then start inside the limit) or one worker
+/// of a host the server runs in process, inside the limit from its first
+/// byte.
 const JOIN_AND_EXEC: &str = r#"echo $$ > "$0/cgroup.procs" && exec "$@""#;
 
 impl MemoryLimits {
@@ -62,10 +64,11 @@ impl MemoryLimits {
         self.base.is_some()
     }
 
-    /// A command that starts the host inside a new cgroup limited to `bytes`,
-    /// or `None` when there is no limit or no cgroup support. The caller
-    /// appends the host program.
-    pub async fn wrap(&self, name: &str, bytes: Option<u64>) -> Option<Command> {
+    /// The command line prefix that starts a program inside the cgroup
+    /// `name`, limited to `bytes` (created on first use), or `None` when
+    /// there is no limit or no cgroup support. The caller appends the
+    /// program and its arguments.
+    pub async fn wrapper(&self, name: &str, bytes: Option<u64>) -> Option<Vec<OsString>> {
         let (base, flavor) = self.base.as_ref()?;
         let bytes = bytes?;
         let dir = base.join(name);
@@ -81,9 +84,12 @@ impl MemoryLimits {
             tracing::warn!(cgroup = %dir.display(), error = %e, "cannot set a memory limit; the limit is not enforced");
             return None;
         }
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c").arg(JOIN_AND_EXEC).arg(dir);
-        Some(cmd)
+        Some(vec![
+            "sh".into(),
+            "-c".into(),
+            JOIN_AND_EXEC.into(),
+            dir.into_os_string(),
+        ])
     }
 
     /// Remove an instance's cgroup once its processes are gone.

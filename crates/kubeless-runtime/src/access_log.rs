@@ -1,4 +1,5 @@
-//! One Apache "combined" line per request, written to stdout.
+//! One Apache "combined" line per request, written to the host's
+//! [`Log`](crate::log::Log) (stdout for a host process of its own).
 //!
 //! Kubeless' tests grep these lines (`"GET / HTTP/1.1" 200 11`), so the
 //! format follows Apache exactly, including `-` for an empty body.
@@ -18,6 +19,8 @@ use time::OffsetDateTime;
 use time::macros::format_description;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+use crate::log::Log;
 
 /// How long the first line of a batch waits for company. Short enough that
 /// `kubeless function logs -f` still feels live.
@@ -44,22 +47,19 @@ impl Batch {
         }
     }
 
-    /// Writes every queued line to `out` in one write.
-    pub fn flush_to(&self, out: &mut impl std::io::Write) {
+    /// Hands every queued line to `out` in one call.
+    pub fn flush_to(&self, out: &Log) {
         let lines =
             std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
         if !lines.is_empty() {
-            // Nothing useful to do when stdout is gone; the lines are lost
-            // either way.
-            let _ = out.write_all(&lines);
-            let _ = out.flush();
+            out.requests(&lines);
         }
     }
 }
 
-/// Writes queued lines to stdout [`FLUSH_DELAY`] after the first of each
+/// Writes queued lines to `out` [`FLUSH_DELAY`] after the first of each
 /// batch, until `stop`; then writes what is left.
-pub async fn flush_loop(batch: Arc<Batch>, stop: CancellationToken) {
+pub async fn flush_loop(batch: Arc<Batch>, out: Log, stop: CancellationToken) {
     loop {
         tokio::select! {
             _ = batch.wake.notified() => {}
@@ -69,9 +69,9 @@ pub async fn flush_loop(batch: Arc<Batch>, stop: CancellationToken) {
             _ = tokio::time::sleep(FLUSH_DELAY) => {}
             _ = stop.cancelled() => {}
         }
-        batch.flush_to(&mut std::io::stdout().lock());
+        batch.flush_to(&out);
     }
-    batch.flush_to(&mut std::io::stdout().lock());
+    batch.flush_to(&out);
 }
 
 /// What one log line says about one request.
@@ -178,10 +178,14 @@ mod tests {
         let batch = Batch::default();
         batch.push("one");
         batch.push("two");
-        let mut out = Vec::new();
-        batch.flush_to(&mut out);
-        batch.flush_to(&mut out);
-        assert_eq!(out, b"one\ntwo\n");
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let o = Arc::clone(&out);
+        let log = Log::Sink(Arc::new(move |b: &[u8]| {
+            o.lock().unwrap().extend_from_slice(b)
+        }));
+        batch.flush_to(&log);
+        batch.flush_to(&log);
+        assert_eq!(*out.lock().unwrap(), b"one\ntwo\n");
     }
 
     #[test]

@@ -55,6 +55,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// Shutdown began before the first worker had loaded the handler.
+    #[error("stopped while starting")]
+    Stopped,
+
     /// Binding the Unix socket of `KUBELESS_SOCKET` failed.
     #[error("bind unix socket {path}")]
     BindSocket {

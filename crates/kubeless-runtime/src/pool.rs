@@ -110,10 +110,10 @@ impl Pool {
                     // say). Dropping it reaps it; this request, which it
                     // never saw, goes to the next worker under the same
                     // permit.
-                    eprintln!(
-                        "kubeless-runtime: worker {} was gone ({reason}); using another",
+                    self.spec.launch.log.note(&format!(
+                        "worker {} was gone ({reason}); using another",
                         worker.pid()
-                    );
+                    ));
                     drop(worker);
                     continue;
                 }
@@ -143,10 +143,10 @@ impl Pool {
             if !worker.hung_up() {
                 return Some(worker);
             }
-            eprintln!(
-                "kubeless-runtime: worker {} had exited while idle; using another",
+            self.spec.launch.log.note(&format!(
+                "worker {} had exited while idle; using another",
                 worker.pid()
-            );
+            ));
         }
     }
 
@@ -169,7 +169,7 @@ impl Pool {
             tokio::select! {
                 started = pool.start_worker() => match started {
                     Ok(worker) => pool.give_back(worker),
-                    Err(e) => eprintln!("kubeless-runtime: cannot start a replacement worker: {}", error_chain(&e)),
+                    Err(e) => pool.spec.launch.log.note(&format!("cannot start a replacement worker: {}", error_chain(&e))),
                 },
                 _ = pool.shutdown.cancelled() => {}
             }

@@ -25,6 +25,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::access_log;
 use crate::frame::{Outcome, RequestHead};
+use crate::log::Log;
 use crate::metrics::Metrics;
 use crate::pool::{CallError, Pool};
 
@@ -58,7 +59,9 @@ pub struct App {
     /// Where invocations run, so shutdown waits for them.
     pub tracker: TaskTracker,
     /// The request log, written by [`access_log::flush_loop`].
-    pub log: Arc<access_log::Batch>,
+    pub access: Arc<access_log::Batch>,
+    /// Where diagnostics (and the flushed request log) go.
+    pub log: Log,
 }
 
 /// Accepts connections until `shutdown` fires, then asks every open
@@ -76,7 +79,7 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
-                    accept_failed(&e).await;
+                    accept_failed(&app.log, &e).await;
                     continue;
                 }
             },
@@ -101,7 +104,7 @@ pub async fn serve_unix(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
-                    accept_failed(&e).await;
+                    accept_failed(&app.log, &e).await;
                     continue;
                 }
             },
@@ -110,9 +113,9 @@ pub async fn serve_unix(
     }
 }
 
-async fn accept_failed(e: &std::io::Error) {
+async fn accept_failed(log: &Log, e: &std::io::Error) {
     // Typically EMFILE: back off instead of spinning.
-    eprintln!("kubeless-runtime: accept: {e}");
+    log.note(&format!("accept: {e}"));
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
@@ -147,7 +150,10 @@ fn spawn_connection<S>(
     });
 }
 
-async fn handle(app: &App, req: Request<Incoming>, peer: IpAddr) -> Response<Full<Bytes>> {
+/// Answers one request: the host's own routes, or the function. The
+/// embedded server's gateway calls this directly for hosts it runs in
+/// process; `peer` is the client address for the request log.
+pub async fn handle(app: &App, req: Request<Incoming>, peer: IpAddr) -> Response<Full<Bytes>> {
     let method = req.method().clone();
     let version = version_text(req.version());
     let target = req
@@ -199,7 +205,7 @@ async fn handle(app: &App, req: Request<Incoming>, peer: IpAddr) -> Response<Ful
         referer: referer.as_ref().map(HeaderValue::as_bytes),
         user_agent: user_agent.as_ref().map(HeaderValue::as_bytes),
     });
-    app.log.push(&line);
+    app.access.push(&line);
     response
 }
 
@@ -291,7 +297,7 @@ async fn invoke(app: &App, req: Request<Incoming>) -> (Response<Full<Bytes>>, bo
     let (parts, result) = match task.await {
         Ok(done) => done,
         Err(e) => {
-            eprintln!("kubeless-runtime: invocation task failed: {e}");
+            app.log.note(&format!("invocation task failed: {e}"));
             return (
                 text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
                 true,
@@ -301,7 +307,7 @@ async fn invoke(app: &App, req: Request<Incoming>) -> (Response<Full<Bytes>>, bo
     match result {
         Ok(answer) => match answer.outcome {
             Outcome::Ok => (
-                function_response(answer.status, answer.headers, answer.body),
+                function_response(&app.log, answer.status, answer.headers, answer.body),
                 false,
             ),
             Outcome::HandlerError => (
@@ -316,31 +322,31 @@ async fn invoke(app: &App, req: Request<Incoming>) -> (Response<Full<Bytes>>, bo
             } else {
                 " while waiting for a free worker"
             };
-            eprintln!(
-                "kubeless-runtime: {} {} timed out after {} s{what}",
+            app.log.note(&format!(
+                "{} {} timed out after {} s{what}",
                 parts.method,
                 parts.uri.path(),
                 app.timeout.as_secs_f64()
-            );
+            ));
             (text(StatusCode::REQUEST_TIMEOUT, TIMEOUT_BODY), true)
         }
         Err(CallError::WorkerFailed(reason)) => {
-            eprintln!(
-                "kubeless-runtime: {} {} failed: {reason}; worker replaced",
+            app.log.note(&format!(
+                "{} {} failed: {reason}; worker replaced",
                 parts.method,
                 parts.uri.path()
-            );
+            ));
             (
                 text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
                 true,
             )
         }
         Err(CallError::Unavailable(reason)) => {
-            eprintln!(
-                "kubeless-runtime: no worker for {} {}: {reason}",
+            app.log.note(&format!(
+                "no worker for {} {}: {reason}",
                 parts.method,
                 parts.uri.path()
-            );
+            ));
             (
                 text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
                 true,
@@ -356,6 +362,7 @@ async fn invoke(app: &App, req: Request<Incoming>) -> (Response<Full<Bytes>>, bo
 }
 
 fn function_response(
+    log: &Log,
     status: u16,
     headers: Vec<(String, Bytes)>,
     body: Bytes,
@@ -363,9 +370,9 @@ fn function_response(
     let status = match StatusCode::from_u16(status) {
         Ok(s) if s.as_u16() >= 200 => s,
         _ => {
-            eprintln!(
-                "kubeless-runtime: the function answered invalid status {status}; sending 500"
-            );
+            log.note(&format!(
+                "the function answered invalid status {status}; sending 500"
+            ));
             return text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
         }
     };
@@ -383,9 +390,9 @@ fn function_response(
             (Ok(n), Ok(v)) => {
                 r.headers_mut().append(n, v);
             }
-            _ => eprintln!(
-                "kubeless-runtime: dropping invalid response header {name:?} set by the function"
-            ),
+            _ => log.note(&format!(
+                "dropping invalid response header {name:?} set by the function"
+            )),
         }
     }
     r

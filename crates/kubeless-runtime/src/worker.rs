@@ -13,6 +13,7 @@
 //! running destructors.
 
 use std::collections::HashSet;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -33,6 +34,7 @@ use crate::compile;
 use crate::config::{Config, Language};
 use crate::error::Error;
 use crate::frame::{self, RequestHead, Response, WorkerMessage};
+use crate::log::Log;
 
 const PYTHON_WORKER: &str = include_str!("../../../runtimes/python/kubeless_worker.py");
 const NODE_WORKER: &str = include_str!("../../../runtimes/nodejs/kubeless_worker.js");
@@ -69,6 +71,41 @@ pub struct WorkerSpec {
     pub handler: String,
     pub env: Vec<(String, String)>,
     pub load_timeout: Duration,
+    /// How worker processes are started and where their output goes.
+    pub launch: Launch,
+}
+
+/// How a host starts its workers. The default suits a host process of its
+/// own: workers inherit its environment, stdout and stderr. The embedded
+/// server, which runs hosts in process, gives each function a clean
+/// environment, its sandbox and memory cgroup (as a wrapper command) and
+/// pipes into the function log.
+#[derive(Clone, Default, Debug)]
+pub struct Launch {
+    /// Program and arguments put before each worker's own command line,
+    /// e.g. `sh -c 'echo $$ > <cgroup>/cgroup.procs && exec "$@"' <cgroup>`
+    /// or `bwrap ... --`. Each must end by `exec`ing (or, like bwrap, by
+    /// running and outliving) the rest, in the same process group.
+    pub wrapper: Vec<OsString>,
+    /// The workers' whole environment, before the host's own variables
+    /// (`FUNC_*`, `KUBELESS_WORKER_SOCKET`); `None` inherits the host's.
+    pub env: Option<Vec<(String, String)>>,
+    /// Where workers' stdout and stderr go; `None` inherits the host's.
+    pub output: Option<Output>,
+    /// A directory that holds a file named after each live worker's pid
+    /// (removed when the worker is dropped), so whoever runs the host can
+    /// find workers left behind if it is killed.
+    pub pid_dir: Option<PathBuf>,
+    /// Where the host's request log and diagnostics go.
+    pub log: Log,
+}
+
+/// The write ends of the pipes that carry every worker's stdout and
+/// stderr; each worker gets its own duplicate of them.
+#[derive(Clone, Debug)]
+pub struct Output {
+    pub stdout: Arc<std::io::PipeWriter>,
+    pub stderr: Arc<std::io::PipeWriter>,
 }
 
 impl WorkerSpec {
@@ -118,6 +155,7 @@ impl WorkerSpec {
             handler: config.handler.clone(),
             env,
             load_timeout: config.load_timeout(),
+            launch: Launch::default(),
         }
     }
 
@@ -151,6 +189,7 @@ pub struct Worker {
     buf: BytesMut,
     next_id: u64,
     live: LivePids,
+    pid_file: Option<PathBuf>,
 }
 
 impl Worker {
@@ -167,25 +206,50 @@ impl Worker {
         let listener = UnixListener::bind(&socket).map_err(spawn_error)?;
         let socket_guard = RemoveOnDrop(&socket);
 
-        let mut command = Command::new(&spec.program);
+        let launch = &spec.launch;
+        let mut command = match launch.wrapper.split_first() {
+            Some((wrapper, wrapper_args)) => {
+                let mut c = Command::new(wrapper);
+                c.args(wrapper_args).arg(&spec.program);
+                c
+            }
+            None => Command::new(&spec.program),
+        };
+        command.args(&spec.args).current_dir(&spec.code_dir);
+        if let Some(env) = &launch.env {
+            command.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+        }
         command
-            .args(&spec.args)
-            .current_dir(&spec.code_dir)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .env("KUBELESS_WORKER_SOCKET", &socket)
             .stdin(Stdio::null())
             .process_group(0)
             .kill_on_drop(true);
+        if let Some(output) = &launch.output {
+            command
+                .stdout(output.stdout.try_clone().map_err(spawn_error)?)
+                .stderr(output.stderr.try_clone().map_err(spawn_error)?);
+        }
         let mut child = command.spawn().map_err(spawn_error)?;
+        // The command holds the duplicated pipe ends; the child has its own.
+        drop(command);
         let Some(pid) = child.id() else {
             return Err(spawn_error(std::io::Error::other(
                 "worker exited immediately",
             )));
         };
         lock(&live).insert(pid);
+        let pid_file = launch.pid_dir.as_ref().map(|dir| dir.join(pid.to_string()));
+        if let Some(file) = &pid_file {
+            // Best effort: without it only a killed server's cleanup of
+            // this worker is lost; the worker still exits when its socket
+            // closes.
+            let _ = tokio::fs::write(file, spec.program.as_os_str().as_encoded_bytes()).await;
+        }
         let mut guard = StartGuard {
             pid,
             live: live.clone(),
+            pid_file: pid_file.clone(),
             armed: true,
         };
 
@@ -237,6 +301,7 @@ impl Worker {
             buf,
             next_id: 1,
             live,
+            pid_file,
         })
     }
 
@@ -331,6 +396,9 @@ impl Drop for Worker {
     fn drop(&mut self) {
         signal_group(self.pid, Signal::SIGKILL);
         lock(&self.live).remove(&self.pid);
+        if let Some(file) = &self.pid_file {
+            let _ = std::fs::remove_file(file);
+        }
         // `kill_on_drop` then has tokio reap the process in the background.
     }
 }
@@ -422,6 +490,7 @@ const READ_CHUNK: usize = 8 << 10;
 struct StartGuard {
     pid: u32,
     live: LivePids,
+    pid_file: Option<PathBuf>,
     armed: bool,
 }
 
@@ -430,6 +499,9 @@ impl Drop for StartGuard {
         if self.armed {
             signal_group(self.pid, Signal::SIGKILL);
             lock(&self.live).remove(&self.pid);
+            if let Some(file) = &self.pid_file {
+                let _ = std::fs::remove_file(file);
+            }
         }
     }
 }

@@ -67,9 +67,10 @@ pub async fn serve(
                     Err(_) => return,
                 },
             };
+            let client = peer.ip();
             let svc = hyper::service::service_fn(move |req| {
                 let gw = gw.clone();
-                async move { Ok::<_, Infallible>(gw.handle(req).await) }
+                async move { Ok::<_, Infallible>(gw.handle(req, client).await) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let conn = builder
