@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import report  # noqa: E402
+from harness import procs, report  # noqa: E402
 from harness.platform import Server  # noqa: E402
 from harness.scenarios import Run, log  # noqa: E402
 
@@ -129,6 +129,9 @@ def main():
     server.start()
     try:
         run = Run(server, settings, results, workdir)
+        # What the server costs with no function, so the scale section can
+        # tell each function's share of it (the runtime hosts live there).
+        results["server_idle_rss_kb"] = procs.memory_kb(server.proc.pid)[0]
         run.discover()
         run.startup()
         run.platform_throughput()

@@ -160,9 +160,11 @@ class Server:
     # -- instances ------------------------------------------------------------------
 
     def instances(self):
-        """host pid -> function name (`<ns>_<name>`), for every instance
-        process the server started. The instance's HOME is
-        `<home>/server/run/<ns>_<name>_<set>_<slot>/home`."""
+        """pid -> function name (`<ns>_<name>`), for every process the
+        server started for a function: the worker processes of a runtime
+        host that runs inside the server (every language runtime), or the
+        host process of an image or custom-runtime instance. Each has the
+        instance's HOME, `<home>/server/run/<ns>_<name>_<set>_<slot>/home`."""
         out = {}
         table = procs.table()
         for pid in procs.descendants(self.proc.pid, table):
@@ -174,11 +176,14 @@ class Server:
             out[pid] = name
         return out
 
+    def instance_pids(self, name, ns="default"):
+        pids = [pid for pid, fn in self.instances().items() if fn == f"{ns}_{name}"]
+        if not pids:
+            raise LookupError(f"no instance process for {ns}/{name}")
+        return pids
+
     def instance_of(self, name, ns="default"):
-        for pid, fn in self.instances().items():
-            if fn == f"{ns}_{name}":
-                return pid
-        raise LookupError(f"no instance process for {ns}/{name}")
+        return self.instance_pids(name, ns)[0]
 
     def instance_port(self, name, ns="default"):
         pid = self.instance_of(name, ns)

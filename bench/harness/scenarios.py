@@ -107,9 +107,13 @@ class Run:
                 continue
             out[rt] = {"cold_ms": cold * 1000, "warm_ms": warm * 1000}
             time.sleep(self.s["idle_settle"])
-            pid = self.server.instance_of(f"warm-{fam}")
-            m = procs.tree_memory(pid)
-            m["host_rss_kb"] = procs.memory_kb(pid)[0]
+            # The function's own processes (its workers; the runtime host
+            # runs inside the server, whose share per function the scale
+            # section measures).
+            m = {"rss_kb": 0, "pss_kb": 0, "processes": 0}
+            for pid in self.server.instance_pids(f"warm-{fam}"):
+                for k, v in procs.tree_memory(pid).items():
+                    m[k] += v
             mem[rt] = m
 
     # -- throughput ------------------------------------------------------------------
@@ -145,7 +149,7 @@ class Run:
             # The same instance without the gateway: what the gateway costs.
             port = self.server.instance_port(f"hello-{fam}")
             self.measure(
-                f"host-{fam}", f"runtime host direct, {rt}", "host", fam, "hello", f"http://127.0.0.1:{port}/"
+                f"host-{fam}", f"runtime host on its own port (no gateway routing), {rt}", "host", fam, "hello", f"http://127.0.0.1:{port}/"
             )
 
     def peer_throughput(self, venv_python, watchdog_bin):
