@@ -211,14 +211,15 @@ fn project_image_build_file() {
         "--from=build /src/target/release/kubeless /usr/local/bin/kubeless"
     ));
     // The prepare init container's tools beyond the base (sh, base64,
-    // sha256sum and tar are in every Debian image).
+    // sha256sum, tar and gzip are in every Debian image): `tar xf` of a
+    // `.tar.bz2`/`.tar.xz` (compressedtar) runs bzip2/xz.
     assert!(froms[1].starts_with("debian:"), "{}", froms[1]);
     let install = d
         .final_stage()
         .iter()
         .find(|i| i.keyword == "RUN" && i.args.contains("apt-get install"))
         .expect("installs packages");
-    for tool in ["curl", "unzip", "ca-certificates"] {
+    for tool in ["curl", "unzip", "ca-certificates", "bzip2", "xz-utils"] {
         assert!(
             install.args.split(' ').any(|w| w == tool),
             "installs {tool}"
