@@ -46,6 +46,13 @@ pub enum BuildError {
     Request(String),
     #[error("invalid image reference {reference:?}: {reason}")]
     Reference { reference: String, reason: String },
+    #[error("CA file {}: {reason}", path.display())]
+    CaFile { path: PathBuf, reason: String },
+    #[error("create the HTTPS client (system CA roots)")]
+    HttpClient {
+        #[source]
+        source: reqwest::Error,
+    },
     #[error("read docker config {path}: {reason}")]
     DockerConfig { path: String, reason: String },
     #[error(

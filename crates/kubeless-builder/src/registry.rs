@@ -11,13 +11,18 @@
 //!   with exponential backoff, [`RetryPolicy::attempts`] times in all, then
 //!   reported naming the registry. Nothing else is retried.
 //! - **TLS**: hosts listed as insecure are spoken to over plain HTTP (what
-//!   `function-registry-tls-verify: "false"` means); all others over HTTPS
-//!   with the system's roots.
+//!   `function-registry-tls-verify: "false"` means); all others over HTTPS,
+//!   verified against the system's CA roots as `rustls-native-certs` finds
+//!   them (`SSL_CERT_FILE` / `SSL_CERT_DIR` when set, else the
+//!   distribution's bundle, e.g. `/etc/ssl/certs/ca-certificates.crt`), plus
+//!   any [`ExtraRoots`] given (a private registry's CA). No roots are
+//!   compiled in: like docker and skopeo, the machine's trust store decides.
 //!
 //! [`RegistryClient::stats`] counts blob uploads and mounts, so callers and
 //! tests can prove that an unchanged rebuild uploads nothing.
 
 use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -60,6 +65,48 @@ pub struct ClientOptions {
     /// Registry hosts (`host[:port]`) spoken to over plain HTTP.
     pub insecure: BTreeSet<String>,
     pub retry: RetryPolicy,
+}
+
+/// CA certificates trusted in addition to the system's roots, e.g. the CA
+/// of a private registry (`kubeless function build --ca-file`).
+#[derive(Debug, Clone, Default)]
+pub struct ExtraRoots {
+    certs: Vec<reqwest::Certificate>,
+    files: Vec<PathBuf>,
+}
+
+impl ExtraRoots {
+    /// Read a PEM file holding one or more certificates; a file with none
+    /// is refused, so a wrong path or format is caught before any request.
+    pub fn load(path: &Path) -> Result<ExtraRoots, BuildError> {
+        let mut roots = ExtraRoots::default();
+        roots.add_file(path)?;
+        Ok(roots)
+    }
+
+    pub fn add_file(&mut self, path: &Path) -> Result<(), BuildError> {
+        let pem = std::fs::read(path).map_err(BuildError::io("read CA file", path))?;
+        let bad = |reason: String| BuildError::CaFile {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(bad("it holds no PEM certificate".into()));
+        }
+        self.certs.extend(certs);
+        self.files.push(path.to_path_buf());
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.certs.is_empty()
+    }
+
+    /// The files the certificates came from.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
 }
 
 /// Counters of what a client sent.
@@ -110,16 +157,31 @@ pub struct RegistryClient {
 }
 
 impl RegistryClient {
+    /// A client trusting the system's CA roots.
     pub fn new(opts: ClientOptions) -> Result<RegistryClient, BuildError> {
-        let http = reqwest::Client::builder()
+        RegistryClient::with_extra_roots(opts, ExtraRoots::default())
+    }
+
+    /// A client trusting the system's CA roots and `extra`.
+    pub fn with_extra_roots(
+        opts: ClientOptions,
+        extra: ExtraRoots,
+    ) -> Result<RegistryClient, BuildError> {
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(600))
             .user_agent(concat!("kubeless-builder/", env!("CARGO_PKG_VERSION")))
+            // The workspace's reqwest also carries the compiled-in Mozilla
+            // roots (webpki-roots) for other crates; registries are trusted
+            // through the system's store only, as container tools do.
+            .tls_built_in_webpki_certs(false)
+            .tls_built_in_native_certs(true);
+        for cert in extra.certs {
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder
             .build()
-            .map_err(|e| BuildError::Reference {
-                reference: String::new(),
-                reason: format!("cannot create an HTTP client: {e}"),
-            })?;
+            .map_err(|source| BuildError::HttpClient { source })?;
         Ok(RegistryClient {
             http,
             opts,
