@@ -2,17 +2,32 @@
 //! when the registry already has the image:
 //!
 //! 1. [`resolve`]: fetch the base image's manifest and config (small JSON;
-//!    base layers are never downloaded), compute the tag.
+//!    base layers are never downloaded here), compute the tag.
 //! 2. [`check`]: is the tag already in the target repository? With the
 //!    same build key (the tag is written into the image's labels) the image
 //!    is up to date and nothing is built or pushed; with another key the tag
 //!    was written by something else, and the build is refused rather than
 //!    overwriting it.
-//! 3. [`push`]: make sure every blob is in the target repository: base
-//!    layers are checked (HEAD) and, when missing, mounted from the base's
-//!    repository on the same registry (copied only across registries); the
-//!    function layer and config are uploaded if missing; the manifest is put
-//!    last, so a failed push never leaves a tag pointing at missing blobs.
+//! 3. [`push`]: make sure every blob is in the target repository, then put
+//!    the manifest last, so a failed push never leaves a tag pointing at
+//!    missing blobs. Base layers are never downloaded or uploaded when the
+//!    target registry already has them:
+//!    - each is checked (`HEAD`) in the function's repository;
+//!    - if missing, it is mounted (`POST ?mount=&from=`, no data sent) from
+//!      the base's own repository when the base is on the target registry,
+//!      else from the registry's base cache
+//!      ([`Destination::base_cache`](crate::reference::Destination::base_cache),
+//!      `<prefix>/kubeless_base_cache`);
+//!    - only a layer the cache does not have yet is downloaded from the
+//!      base's registry, uploaded once into the cache and mounted from
+//!      there, so the next function on the same base mounts it with no
+//!      data sent. The cache also gets the base's config and manifest
+//!      (tagged `sha256-<hex>` by its digest) so it is a complete image that
+//!      registry garbage collection keeps and skopeo can read;
+//!    - a registry that cannot mount gets the layer uploaded into the
+//!      function's repository (the only case a base layer is sent twice).
+//!
+//!    The function layer and config are uploaded if missing.
 
 use std::collections::BTreeMap;
 
@@ -52,6 +67,9 @@ pub struct Resolved {
     pub base_manifest: Manifest,
     pub base_media_type: String,
     pub base_digest: String,
+    /// The base manifest exactly as the registry served it (its digest is
+    /// `base_digest`), copied as is into the base cache.
+    pub base_manifest_raw: Bytes,
     pub base_config: Value,
 }
 
@@ -70,10 +88,18 @@ pub enum Existing {
 pub struct PushReport {
     pub reference: String,
     pub manifest_digest: String,
+    /// Blobs uploaded into the function's repository.
     pub uploaded: u64,
+    /// Blobs mounted into the function's repository (no data sent).
     pub mounted: u64,
-    /// Blobs the target repository already had.
+    /// Blobs the function's repository already had.
     pub present: u64,
+    /// The base cache used (a base on another registry), e.g.
+    /// `reg/team/kubeless_base_cache:sha256-...`.
+    pub base_cache: Option<String>,
+    /// Blobs of the base downloaded from its registry and uploaded into the
+    /// base cache by this push (0 once the cache has the base).
+    pub cached: u64,
 }
 
 /// Step 1: the base manifest and config, and the tag.
@@ -105,6 +131,7 @@ pub async fn resolve(client: &RegistryClient, spec: BuildSpec) -> Result<Resolve
         base_manifest,
         base_media_type: raw.media_type,
         base_digest: raw.digest,
+        base_manifest_raw: raw.body,
         base_config,
     })
 }
@@ -203,43 +230,75 @@ pub fn assemble(r: &Resolved, layer: &Layer) -> Result<(Bytes, Bytes, String), B
     Ok((config, manifest, media_type))
 }
 
+/// Where base layers missing from the function's repository come from.
+enum BaseSource {
+    /// The base's own repository, on the target registry.
+    SameRegistry,
+    /// The target registry's base cache (the base is on another registry).
+    Cache(ImageRef),
+}
+
+impl BaseSource {
+    fn of(r: &Resolved) -> Result<BaseSource, BuildError> {
+        if r.spec.base.host == r.target.host {
+            Ok(BaseSource::SameRegistry)
+        } else {
+            Ok(BaseSource::Cache(
+                r.spec.destination.base_cache(&r.base_digest)?,
+            ))
+        }
+    }
+
+    fn repository<'a>(&'a self, r: &'a Resolved) -> &'a str {
+        match self {
+            BaseSource::SameRegistry => &r.spec.base.repository,
+            BaseSource::Cache(cache) => &cache.repository,
+        }
+    }
+}
+
 /// Step 3: push blobs, then the manifest.
 pub async fn push(
     client: &RegistryClient,
     r: &Resolved,
     layer: &Layer,
 ) -> Result<PushReport, BuildError> {
-    let before = client.stats();
     let (config, manifest, media_type) = assemble(r, layer)?;
     let host = &r.target.host;
     let repo = &r.target.repository;
-    let mut present = 0;
+    let source = BaseSource::of(r)?;
+    let from = source.repository(r);
+    let (mut uploaded, mut mounted, mut present, mut cached) = (0, 0, 0, 0);
     for base_layer in &r.base_manifest.layers {
-        if client.blob_exists(host, repo, &base_layer.digest).await? {
+        let digest = &base_layer.digest;
+        if client.blob_exists(host, repo, digest).await? {
             present += 1;
             continue;
         }
-        let same_registry = r.spec.base.host == *host;
-        if same_registry
-            && client
-                .mount_blob(host, repo, &base_layer.digest, &r.spec.base.repository)
-                .await?
-                == Mount::Mounted
-        {
+        if client.mount_blob(host, repo, digest, from).await? == Mount::Mounted {
+            mounted += 1;
             continue;
         }
-        // Another registry (or one that cannot mount): copy the blob.
+        // The source repository lacks the layer (or the registry cannot
+        // mount): the only case its data is downloaded.
         let blob = client
-            .get_blob(
-                &r.spec.base.host,
-                &r.spec.base.repository,
-                &base_layer.digest,
-                MAX_COPY,
-            )
+            .get_blob(&r.spec.base.host, &r.spec.base.repository, digest, MAX_COPY)
             .await?;
-        client
-            .upload_blob(host, repo, &base_layer.digest, blob)
-            .await?;
+        if let BaseSource::Cache(cache) = &source {
+            client
+                .upload_blob(host, &cache.repository, digest, blob.clone())
+                .await?;
+            cached += 1;
+            if client.mount_blob(host, repo, digest, from).await? == Mount::Mounted {
+                mounted += 1;
+                continue;
+            }
+        }
+        client.upload_blob(host, repo, digest, blob).await?;
+        uploaded += 1;
+    }
+    if let BaseSource::Cache(cache) = &source {
+        cached += complete_cache(client, r, cache).await?;
     }
     for (digest, blob) in [
         (&layer.digest, &layer.blob),
@@ -249,17 +308,54 @@ pub async fn push(
             present += 1;
         } else {
             client.upload_blob(host, repo, digest, blob.clone()).await?;
+            uploaded += 1;
         }
     }
     let manifest_digest = client
         .put_manifest(&r.target, &media_type, manifest)
         .await?;
-    let after = client.stats();
     Ok(PushReport {
         reference: r.target.to_string(),
         manifest_digest,
-        uploaded: after.uploads - before.uploads,
-        mounted: after.mounts - before.mounts,
+        uploaded,
+        mounted,
         present,
+        base_cache: match &source {
+            BaseSource::Cache(cache) => Some(cache.to_string()),
+            BaseSource::SameRegistry => None,
+        },
+        cached,
     })
+}
+
+/// Make the base cache hold the base as a complete image: its config blob
+/// and its manifest under `sha256-<hex>` (the layers are there already).
+/// Returns the blobs uploaded (0 or 1, the config). Done once per base and
+/// registry; afterwards one manifest request confirms it.
+async fn complete_cache(
+    client: &RegistryClient,
+    r: &Resolved,
+    cache: &ImageRef,
+) -> Result<u64, BuildError> {
+    if client.get_manifest(cache).await?.is_some() {
+        return Ok(0);
+    }
+    let mut uploaded = 0;
+    let config = &r.base_manifest.config.digest;
+    if !client
+        .blob_exists(&cache.host, &cache.repository, config)
+        .await?
+    {
+        let blob = client
+            .get_blob(&r.spec.base.host, &r.spec.base.repository, config, MAX_COPY)
+            .await?;
+        client
+            .upload_blob(&cache.host, &cache.repository, config, blob)
+            .await?;
+        uploaded += 1;
+    }
+    client
+        .put_manifest(cache, &r.base_media_type, r.base_manifest_raw.clone())
+        .await?;
+    Ok(uploaded)
 }

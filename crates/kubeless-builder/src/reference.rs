@@ -168,7 +168,34 @@ impl Destination {
         };
         ImageRef::parse(&format!("{}/{repository}:{tag}", self.host))
     }
+
+    /// Where this registry keeps copies of base images that live on other
+    /// registries: `<host>/<prefix>/kubeless_base_cache:sha256-<hex>`, the
+    /// base's (platform) manifest tagged by its own digest. One repository
+    /// holds every base: blobs and tags are content-addressed, so two bases
+    /// never clash, and a single path component under the prefix suits
+    /// registries that allow no deeper names (Docker Hub). The `_` keeps it
+    /// apart from function repositories (`<namespace>-<name>`, DNS labels
+    /// that never hold one).
+    pub fn base_cache(&self, base_digest: &str) -> Result<ImageRef, BuildError> {
+        let hex = base_digest
+            .strip_prefix("sha256:")
+            .ok_or_else(|| BuildError::Reference {
+                reference: base_digest.to_string(),
+                reason: "a base digest must be sha256:<hex>".into(),
+            })?;
+        let repository = if self.prefix.is_empty() {
+            BASE_CACHE.to_string()
+        } else {
+            format!("{}/{BASE_CACHE}", self.prefix)
+        };
+        ImageRef::parse(&format!("{}/{repository}:sha256-{hex}", self.host))
+    }
 }
+
+/// The last path component of the base cache repository
+/// ([`Destination::base_cache`]).
+pub const BASE_CACHE: &str = "kubeless_base_cache";
 
 fn validate_host(host: &str) -> Result<(), String> {
     let (name, port) = match host.rsplit_once(':') {
@@ -337,5 +364,23 @@ mod tests {
             "registry.local/ns-f:t"
         );
         assert!(Destination::parse("bad host/x").is_err());
+    }
+
+    #[test]
+    fn base_cache_is_one_repository_tagged_by_digest() {
+        let hex = "ab".repeat(32);
+        let d = Destination::parse("registry.local:5000/team").unwrap();
+        let c = d.base_cache(&format!("sha256:{hex}")).unwrap();
+        assert_eq!(
+            c.to_string(),
+            format!("registry.local:5000/team/kubeless_base_cache:sha256-{hex}")
+        );
+        let d = Destination::parse("registry.local").unwrap();
+        let c = d.base_cache(&format!("sha256:{hex}")).unwrap();
+        assert_eq!(c.repository, "kubeless_base_cache");
+        // Never a function's repository: those are `<namespace>-<name>`.
+        let f = d.function_image("kubeless", "base-cache", "t").unwrap();
+        assert_ne!(f.repository, c.repository);
+        assert!(d.base_cache("md5:x").is_err());
     }
 }
