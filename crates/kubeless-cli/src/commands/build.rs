@@ -23,7 +23,7 @@ use kubeless_builder::build::{self, Existing};
 use kubeless_builder::function::{Request, build_spec};
 use kubeless_builder::layer::{self, Layer};
 use kubeless_builder::reference::{Destination, ImageRef};
-use kubeless_builder::registry::{ClientOptions, RegistryClient};
+use kubeless_builder::registry::{ClientOptions, ExtraRoots, RegistryClient};
 use kubeless_engine::artifact::{ArtifactCache, Tools};
 use kubeless_plan::{Catalogue, FunctionPlan, Settings};
 
@@ -41,6 +41,9 @@ pub struct BuildFlags {
     /// Speak plain HTTP to the registries (function-registry-tls-verify: "false")
     #[arg(long)]
     insecure: bool,
+    /// PEM file of CA certificates trusted for HTTPS registries in addition to the system's roots
+    #[arg(long = "ca-file", env = "KUBELESS_REGISTRY_CA_FILE")]
+    ca_file: Option<PathBuf>,
     /// Docker config JSON with the registry credentials (.dockerconfigjson); default ~/.docker/config.json when it exists
     #[arg(long = "docker-config", env = "KUBELESS_DOCKER_CONFIG")]
     docker_config: Option<PathBuf>,
@@ -85,6 +88,7 @@ pub struct BuildImageArgs {
 struct Options {
     destinations: Vec<Destination>,
     insecure: bool,
+    extra_roots: ExtraRoots,
     credentials: DockerConfig,
     base_image: Option<ImageRef>,
 }
@@ -120,9 +124,14 @@ impl BuildFlags {
                 None => DockerConfig::default(),
             },
         };
+        let extra_roots = match &self.ca_file {
+            Some(p) => ExtraRoots::load(p)?,
+            None => ExtraRoots::default(),
+        };
         Ok(Options {
             destinations,
             insecure: self.insecure,
+            extra_roots,
             credentials,
             base_image,
         })
@@ -173,11 +182,14 @@ fn client(
     } else {
         BTreeSet::new()
     };
-    Ok(RegistryClient::new(ClientOptions {
-        credentials: opts.credentials,
-        insecure,
-        retry: Default::default(),
-    })?)
+    Ok(RegistryClient::with_extra_roots(
+        ClientOptions {
+            credentials: opts.credentials,
+            insecure,
+            retry: Default::default(),
+        },
+        opts.extra_roots,
+    )?)
 }
 
 fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -237,11 +249,22 @@ async fn push(
     resolved: &build::Resolved,
     layer: &Layer,
 ) -> anyhow::Result<()> {
-    let report = build::push(client, resolved, layer).await?;
+    // The manifest goes last: a push that fails here leaves no tag, and the
+    // error names the image so the next run can be checked against it.
+    let report = build::push(client, resolved, layer)
+        .await
+        .with_context(|| format!("push {}", resolved.target))?;
+    let cache = match &report.base_cache {
+        Some(cache) if report.cached > 0 => {
+            format!("; base copied into {cache}: {} blobs", report.cached)
+        }
+        Some(cache) => format!("; base layers from {cache}"),
+        None => String::new(),
+    };
     log::log(
         log::Level::Info,
         &format!(
-            "Image {} pushed ({}; {} blobs uploaded, {} mounted, {} already there)",
+            "Image {} pushed ({}; {} blobs uploaded, {} mounted, {} already there{cache})",
             report.reference,
             report.manifest_digest,
             report.uploaded,
