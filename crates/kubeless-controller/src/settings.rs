@@ -112,14 +112,33 @@ impl Settings {
             s.unsupported_runtimes = unsupported;
         }
         if let Some(text) = data.get("deployment").filter(|t| !t.trim().is_empty()) {
-            let v: Value =
+            // Through serde_yaml's own Value, which refuses duplicate keys
+            // (serde_json's would keep the last one silently).
+            let yaml: serde_yaml::Value =
                 serde_yaml::from_str(text).map_err(|e| SettingsError::Deployment(e.to_string()))?;
+            let v: Value =
+                serde_json::to_value(yaml).map_err(|e| SettingsError::Deployment(e.to_string()))?;
             match &v {
                 Value::Object(m) if m.is_empty() => {}
                 Value::Object(_) => {
-                    // Checked as an apps/v1 Deployment, as Kubeless did.
-                    serde_json::from_value::<k8s_openapi::api::apps::v1::Deployment>(v.clone())
+                    // Parsed strictly as an apps/v1 Deployment, as Kubeless
+                    // did (spec 3.2): a misspelt field is an error, not a
+                    // setting silently ignored. Duplicate keys are already
+                    // refused by the YAML parser.
+                    let typed =
+                        serde_json::from_value::<k8s_openapi::api::apps::v1::Deployment>(v.clone())
+                            .map_err(|e| SettingsError::Deployment(e.to_string()))?;
+                    let known = serde_json::to_value(&typed)
                         .map_err(|e| SettingsError::Deployment(e.to_string()))?;
+                    let mut unknown = Vec::new();
+                    unknown_fields(&v, &known, "", &mut unknown);
+                    if !unknown.is_empty() {
+                        return Err(SettingsError::Deployment(format!(
+                            "unknown field{} {}",
+                            if unknown.len() == 1 { "" } else { "s" },
+                            unknown.join(", ")
+                        )));
+                    }
                     s.deployment = v;
                 }
                 Value::Null => {}
@@ -157,6 +176,37 @@ impl Settings {
     /// Every runtime string offered (`get-server-config`).
     pub fn runtimes(&self) -> Vec<String> {
         self.runtime_images.names()
+    }
+}
+
+/// Fields of `given` that did not survive a round trip through the typed
+/// object `known` (the same value decoded and encoded again): the fields
+/// the type does not have. Null values are skipped (a decoded `null` is
+/// simply absent).
+fn unknown_fields(given: &Value, known: &Value, path: &str, out: &mut Vec<String>) {
+    match (given, known) {
+        (Value::Object(g), Value::Object(k)) => {
+            for (key, value) in g {
+                if value.is_null() {
+                    continue;
+                }
+                let here = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match k.get(key) {
+                    Some(kv) => unknown_fields(value, kv, &here, out),
+                    None => out.push(here),
+                }
+            }
+        }
+        (Value::Array(g), Value::Array(k)) => {
+            for (i, (gv, kv)) in g.iter().zip(k).enumerate() {
+                unknown_fields(gv, kv, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -238,6 +288,54 @@ mod tests {
             Settings::from_config_map(&d),
             Err(SettingsError::Deployment(_))
         ));
+        // Strict, as Kubeless: unknown fields and duplicate keys are errors,
+        // at any depth; known fields (YAML or JSON) pass.
+        for (text, field) in [
+            ("{\"spec\": {\"replica\": 2}}", "spec.replica"),
+            (
+                "spec:\n  template:\n    spec:\n      containers:\n      - name: x\n        imagePullPolicy: Always\n        envv: []\n",
+                "spec.template.spec.containers[0].envv",
+            ),
+            (
+                "{\"metadata\": {\"label\": {\"a\": \"b\"}}}",
+                "metadata.label",
+            ),
+            ("{\"spek\": {}}", "spek"),
+        ] {
+            let mut d = default_config_data();
+            d.insert("deployment".into(), text.into());
+            let e = Settings::from_config_map(&d).expect_err(text);
+            assert!(
+                matches!(&e, SettingsError::Deployment(m) if m.contains(field)),
+                "{text}: {e}"
+            );
+            assert!(
+                e.to_string().starts_with("kubeless-config key deployment"),
+                "{e}"
+            );
+        }
+        let mut d = default_config_data();
+        d.insert(
+            "deployment".into(),
+            "spec:\n  replicas: 2\n  replicas: 3\n".into(),
+        );
+        assert!(matches!(
+            Settings::from_config_map(&d),
+            Err(SettingsError::Deployment(_))
+        ));
+        let mut d = default_config_data();
+        d.insert(
+            "deployment".into(),
+            r#"{"metadata": {"annotations": {"a": "b"}, "creationTimestamp": null},
+                "spec": {"replicas": 2, "selector": null, "template": {"metadata": {"labels": {"x": "y"}},
+                  "spec": {"containers": [{"name": "", "resources": {"limits": {"cpu": 1, "memory": "128Mi"}},
+                    "env": [{"name": "A", "value": "1"}], "ports": [{"containerPort": 8080}]}],
+                    "tolerations": [{"key": "k", "operator": "Exists"}],
+                    "nodeSelector": {"disk": "ssd"}}}}}"#
+                .into(),
+        );
+        let s = Settings::from_config_map(&d).expect("a valid Deployment passes");
+        assert_eq!(s.deployment["spec"]["replicas"], 2);
         let mut d = default_config_data();
         d.insert("runtime-images".into(), "{}".into());
         assert!(matches!(
