@@ -202,11 +202,50 @@ pub async fn load_settings(client: &Client, opts: &Options) -> Result<Settings, 
     }
 }
 
+/// Longest wait between two attempts to read `kubeless-config` at start.
+pub const START_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Read `kubeless-config` at start, retrying while the API server cannot
+/// answer (down, not reachable yet, RBAC not applied yet): exponential
+/// backoff from 1 s up to [`START_RETRY_MAX`], one log line per attempt.
+/// An invalid ConfigMap is not retried: it stops the controller with the
+/// key named. `None` when `shutdown` came first.
+async fn load_settings_retrying(
+    client: &Client,
+    opts: &Options,
+    shutdown: &CancellationToken,
+) -> Result<Option<Settings>, Error> {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match load_settings(client, opts).await {
+            Ok(s) => return Ok(Some(s)),
+            Err(e @ Error::Settings(_)) => return Err(e),
+            Err(e) => {
+                tracing::warn!(
+                    configmap = %format!("{}/{}", opts.namespace, opts.config_map),
+                    error = %error_chain(&e),
+                    retry_in = ?delay,
+                    "cannot read kubeless-config from the API server; retrying"
+                );
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(START_RETRY_MAX);
+    }
+}
+
 /// Run controller-manager until `shutdown` is cancelled (returns `Ok`) or
 /// leadership is lost (returns `Err`-free but early: the caller exits).
+/// An API server that cannot be reached at start is waited for (see
+/// [`load_settings_retrying`]); an invalid `kubeless-config` is an error.
 pub async fn run(client: Client, opts: Options, shutdown: CancellationToken) -> Result<(), Error> {
     opts.events.validate()?;
-    let initial = load_settings(&client, &opts).await?;
+    let Some(initial) = load_settings_retrying(&client, &opts, &shutdown).await? else {
+        return Ok(());
+    };
     let elector = opts.leader_election.map(|t| {
         lease::Elector::new(
             client.clone(),
