@@ -33,6 +33,40 @@ pub const CREATED_BY: (&str, &str) = ("created-by", "kubeless");
 pub const INSTALL_VOLUME: &str = "/kubeless";
 /// Service port name (the `http-` prefix is for Istio).
 pub const PORT_NAME: &str = "http-function-port";
+/// Pod-template annotation holding a hash of what the pods read from the
+/// function's ConfigMap (code, dependencies, handler, content type): a
+/// code change always rolls the pods, with or without `spec.checksum`.
+pub const CODE_HASH_ANNOTATION: &str = "kubeless.io/code-sha256";
+/// Prefix of the annotations kubectl keeps for itself
+/// (`kubectl.kubernetes.io/last-applied-configuration` carries the whole
+/// object, code included). They are never copied onto children.
+pub const KUBECTL_ANNOTATIONS: &str = "kubectl.kubernetes.io/";
+
+/// A Kubeless object's annotations as copied onto its children: all but
+/// kubectl's bookkeeping ([`KUBECTL_ANNOTATIONS`]).
+pub fn copied_annotations(a: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    a.iter()
+        .filter(|(k, _)| !k.starts_with(KUBECTL_ANNOTATIONS))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The value of [`CODE_HASH_ANNOTATION`]: SHA-256 of the ConfigMap data
+/// the pods copy at start and of the content type that says how.
+pub fn code_hash(content_type: &str, data: &BTreeMap<String, String>) -> String {
+    let mut h = Sha256::new();
+    // Length-prefixed fields, so no two inputs share an encoding.
+    let mut field = |s: &str| {
+        h.update((s.len() as u64).to_be_bytes());
+        h.update(s.as_bytes());
+    };
+    field(content_type);
+    for (k, v) in data {
+        field(k);
+        field(v);
+    }
+    hex::encode(h.finalize())
+}
 
 /// The objects of one Function.
 #[derive(Debug, Clone, PartialEq)]
@@ -435,7 +469,7 @@ pub fn function_objects(f: &Function, settings: &Settings) -> Result<FunctionObj
         let mut dl = tmpl_labels.clone();
         merge_over(&mut dl, &json!(labels));
         let mut da = tmpl_annotations.clone();
-        merge_over(&mut da, &json!(f.metadata.annotations));
+        merge_over(&mut da, &json!(copied_annotations(&f.metadata.annotations)));
         *meta = json!({"name": name, "namespace": ns, "labels": dl, "ownerReferences": owners});
         if da.as_object().is_some_and(|m| !m.is_empty()) {
             meta["annotations"] = da;
@@ -454,13 +488,24 @@ pub fn function_objects(f: &Function, settings: &Settings) -> Result<FunctionObj
         // so changing a Function's labels does not restart its pods.
         let l = at(tmeta, &["labels"]);
         merge_over(l, &selector_labels(name));
+        // The Function's annotations reach the pods (as in Kubeless: it is
+        // how a manifest sets e.g. sidecar injection), so changing one
+        // restarts them; kubectl's bookkeeping is left out, so `kubectl
+        // apply` of a label change does not.
         let a = at(tmeta, &["annotations"]);
-        merge_over(a, &json!(f.metadata.annotations));
+        merge_over(a, &json!(copied_annotations(&f.metadata.annotations)));
         merge_over(
             a,
             &json!({"prometheus.io/scrape": "true", "prometheus.io/path": "/metrics",
                     "prometheus.io/port": target_port.to_string()}),
         );
+        // Pods copy the ConfigMap at start: a change of it must roll them
+        // (Fix: Kubeless rolled only when `spec.checksum` changed, so a
+        // Function without one kept running the old code). A custom image
+        // does not read the ConfigMap.
+        if resolved.is_some() {
+            a[CODE_HASH_ANNOTATION] = json!(code_hash(&f.spec.function_content_type, &data));
+        }
         if let Some(m) = tmeta.as_object_mut() {
             m.remove("creationTimestamp");
         }
@@ -1061,16 +1106,25 @@ pub fn ingress(t: &kubeless_api::HttpTrigger, service_port: i64) -> Result<Ingre
     };
     let tls = if s.tls {
         put("kubernetes.io/tls-acme", "true");
-        put("nginx.ingress.kubernetes.io/ssl-redirect", "true");
+        // Fix: Kubeless added nginx's redirect annotation for every
+        // gateway; each gateway gets its own way to send HTTP to HTTPS
+        // (traefik's in the `ingress.kubernetes.io/` family its auth
+        // annotations use; kong redirects when a route is HTTPS-only).
+        match gateway {
+            "nginx" => put("nginx.ingress.kubernetes.io/ssl-redirect", "true"),
+            "traefik" => put("ingress.kubernetes.io/ssl-redirect", "true"),
+            _ => {
+                put("konghq.com/protocols", "https");
+                put("konghq.com/https-redirect-status-code", "301");
+            }
+        }
         json!([{"hosts": hosts, "secretName": format!("{name}-tls")}])
     } else if !s.tls_secret.is_empty() {
         json!([{"hosts": hosts, "secretName": s.tls_secret}])
     } else {
         Value::Null
     };
-    for (k, v) in &t.metadata.annotations {
-        ann.insert(k.clone(), v.clone());
-    }
+    ann.extend(copied_annotations(&t.metadata.annotations));
     // The legacy class annotation cannot be combined with ingressClassName.
     ann.remove("kubernetes.io/ingress.class");
     let mut rule = json!({"http": {"paths": [{
@@ -1119,8 +1173,8 @@ pub fn cron_job(
     let mut labels = f.metadata.labels.clone();
     labels.extend(t.metadata.labels.clone());
     labels.insert(CREATED_BY.0.into(), CREATED_BY.1.into());
-    let mut annotations = f.metadata.annotations.clone();
-    annotations.extend(t.metadata.annotations.clone());
+    let mut annotations = copied_annotations(&f.metadata.annotations);
+    annotations.extend(copied_annotations(&t.metadata.annotations));
     let url = format!(
         "http://{}.{}.svc.cluster.local:{port}",
         f.metadata.name, f.metadata.namespace

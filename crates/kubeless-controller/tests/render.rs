@@ -226,11 +226,60 @@ fn ingress_matches_golden() {
         json!({"function-name": "get-python", "host-name": "fn.example.com",
         "gateway": "traefik", "tls-secret": "fn-cert"}),
     );
+    let kong_acme = http_trigger(
+        json!({"function-name": "get-python", "host-name": "fn.example.com",
+        "gateway": "kong", "tls": true}),
+    );
     let v = [
         serde_json::to_value(render::ingress(&nginx, 80).expect("nginx")).expect("json"),
         serde_json::to_value(render::ingress(&traefik, 8080).expect("traefik")).expect("json"),
+        serde_json::to_value(render::ingress(&kong_acme, 8080).expect("kong")).expect("json"),
     ];
     golden("ingress.yaml", &yaml(&v));
+    // ACME TLS: each gateway gets its own HTTP→HTTPS redirect, never
+    // another gateway's annotation.
+    let redirects = |gateway: &str| -> BTreeMap<String, String> {
+        let t = http_trigger(json!({"function-name": "f", "host-name": "f.example.com",
+                                    "gateway": gateway, "tls": true}));
+        let ing = render::ingress(&t, 80).expect("renders");
+        let ann = ing.metadata.annotations.unwrap_or_default();
+        assert_eq!(
+            ann.get("kubernetes.io/tls-acme").map(String::as_str),
+            Some("true")
+        );
+        ann.into_iter()
+            .filter(|(k, _)| k.contains("redirect") || k.starts_with("konghq.com/"))
+            .collect()
+    };
+    let m = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        redirects("nginx"),
+        m(&[("nginx.ingress.kubernetes.io/ssl-redirect", "true")])
+    );
+    assert_eq!(
+        redirects("traefik"),
+        m(&[("ingress.kubernetes.io/ssl-redirect", "true")])
+    );
+    assert_eq!(
+        redirects("kong"),
+        m(&[
+            ("konghq.com/https-redirect-status-code", "301"),
+            ("konghq.com/protocols", "https")
+        ])
+    );
+    // Without TLS there is no redirect.
+    let plain = http_trigger(json!({"function-name": "f", "gateway": "nginx"}));
+    let ann = render::ingress(&plain, 80)
+        .expect("renders")
+        .metadata
+        .annotations
+        .unwrap_or_default();
+    assert!(!ann.keys().any(|k| k.contains("redirect")), "{ann:?}");
     let kong =
         http_trigger(json!({"function-name": "f", "gateway": "kong", "basic-auth-secret": "x"}));
     assert!(render::ingress(&kong, 80).is_err());
@@ -298,6 +347,85 @@ fn labels_are_not_part_of_the_pod_template() {
     let o = render::function_objects(&f, &s).expect("renders");
     let sel = o.service.spec.and_then(|s| s.selector).unwrap_or_default();
     assert_eq!(sel.get("app").map(String::as_str), Some("mine"));
+}
+
+/// Pods copy their code from the ConfigMap once, at start: whatever
+/// changes it must change the pod template, checksum or not.
+#[test]
+fn code_changes_roll_the_pods_without_a_checksum() {
+    let s = Settings::default();
+    let template = |f: &Function| {
+        let o = render::function_objects(f, &s).expect("renders");
+        serde_json::to_value(&o.deployment.spec.expect("spec").template).expect("json")
+    };
+    let mut base = python();
+    base.spec.checksum = String::new();
+    let before = template(&base);
+    let hash = &before["metadata"]["annotations"][render::CODE_HASH_ANNOTATION];
+    assert_eq!(hash.as_str().map(str::len), Some(64), "{before}");
+    for change in [
+        |f: &mut Function| f.spec.function.push_str("# v2\n"),
+        |f: &mut Function| f.spec.deps = "requests==2.32.0\n".into(),
+        |f: &mut Function| f.spec.handler = "helloget.bar".into(),
+        |f: &mut Function| f.spec.function_content_type = "base64".into(),
+    ] {
+        let mut f = base.clone();
+        change(&mut f);
+        if f.spec.function_content_type == "base64" {
+            f.spec.function = "ZGVmIGZvbygpOiBwYXNz".into();
+        }
+        let after = template(&f);
+        assert_ne!(
+            after["metadata"]["annotations"][render::CODE_HASH_ANNOTATION],
+            *hash,
+            "the code hash follows the ConfigMap"
+        );
+    }
+    // kubectl's bookkeeping (which holds the whole object) never reaches
+    // children; other annotations reach the Deployment and its pods.
+    let mut f = base.clone();
+    f.metadata.annotations.insert(
+        "kubectl.kubernetes.io/last-applied-configuration".into(),
+        "{\"spec\": {\"function\": \"...\"}}".into(),
+    );
+    assert_eq!(
+        template(&f),
+        before,
+        "kubectl apply alone does not roll the pods"
+    );
+    let o = render::function_objects(&f, &s).expect("renders");
+    assert!(
+        o.deployment
+            .metadata
+            .annotations
+            .is_none_or(|a| a.is_empty())
+    );
+    f.metadata
+        .annotations
+        .insert("sidecar.istio.io/inject".into(), "false".into());
+    let after = template(&f);
+    assert_eq!(
+        after["metadata"]["annotations"]["sidecar.istio.io/inject"],
+        "false"
+    );
+    assert!(
+        after["metadata"]["annotations"]
+            .get("kubectl.kubernetes.io/last-applied-configuration")
+            .is_none()
+    );
+    // A custom image does not read the ConfigMap: no code hash.
+    let o = render::function_objects(&custom_image(), &s).expect("renders");
+    let ann = o
+        .deployment
+        .spec
+        .expect("spec")
+        .template
+        .metadata
+        .and_then(|m| m.annotations);
+    assert!(
+        !ann.unwrap_or_default()
+            .contains_key(render::CODE_HASH_ANNOTATION)
+    );
 }
 
 #[test]
