@@ -11,6 +11,15 @@
 //! `x-kubernetes-preserve-unknown-fields`, and a cron `payload` is any JSON
 //! value, so nothing a user wrote is pruned.
 //!
+//! Where a rule of [`crate::validate`] is a plain pattern, the schema
+//! carries it too ([`with_patterns`]), so the API server refuses what
+//! embedded mode refuses even for objects that never pass through the CLI
+//! (`kubectl apply`): the handler's `<module>.<function>` shape (empty
+//! allowed: a custom image needs none), the checksum, the timeout, the
+//! content type and the HTTP trigger's gateway. Rules that need the
+//! runtime catalogue or look into the embedded objects stay with the CLI
+//! and the controller.
+//!
 //! Output is deterministic (keys sorted, kinds in a fixed order) and
 //! checked byte for byte against `tests/golden/crds.yaml`.
 
@@ -113,6 +122,39 @@ fn sorted(value: Value) -> Value {
     }
 }
 
+/// The patterns of [`crate::validate`] the API server can check itself,
+/// per `spec` field. Each accepts the empty string, which the validators
+/// accept too (an unset field).
+pub const FUNCTION_PATTERNS: [(&str, &str); 4] = [
+    // check_handler: module [A-Za-z0-9_-]+, one dot, function [A-Za-z0-9_$]+.
+    ("handler", r"^([A-Za-z0-9_-]+\.[A-Za-z0-9_$]+)?$"),
+    // validate_checksum.
+    ("checksum", r"^(sha256:[0-9a-fA-F]{64})?$"),
+    // check_timeout: a positive whole number of seconds.
+    ("timeout", r"^(0*[1-9][0-9]*)?$"),
+    // ContentType::from_str: a base, at most one archive, at most one +deps.
+    (
+        "function-content-type",
+        r"^((text|base64|url)(\+(zip|compressedtar))?(\+deps)?|(text|base64|url)\+deps\+(zip|compressedtar))?$",
+    ),
+];
+
+/// Gateways an HTTPTrigger may name (`""` means nginx).
+pub const GATEWAYS: [&str; 4] = ["", "nginx", "traefik", "kong"];
+
+/// Add `pattern`s to the string properties of a `spec` schema.
+fn with_patterns(mut spec: Value, patterns: &[(&str, &str)]) -> Value {
+    for (field, pattern) in patterns {
+        if let Some(p) = spec
+            .pointer_mut(&format!("/properties/{field}"))
+            .and_then(Value::as_object_mut)
+        {
+            p.insert("pattern".to_string(), json!(pattern));
+        }
+    }
+    spec
+}
+
 fn column(name: &str, type_: &str, json_path: &str) -> Value {
     json!({"name": name, "type": type_, "jsonPath": json_path})
 }
@@ -166,7 +208,7 @@ pub fn crds() -> Vec<Value> {
     vec![
         crd(
             Kind::Function,
-            schema_of::<FunctionSpec>(),
+            with_patterns(schema_of::<FunctionSpec>(), &FUNCTION_PATTERNS),
             schema_of::<FunctionStatus>(),
             vec![
                 column("Runtime", "string", ".spec.runtime"),
@@ -178,7 +220,16 @@ pub fn crds() -> Vec<Value> {
         ),
         crd(
             Kind::HTTPTrigger,
-            schema_of::<HttpTriggerSpec>(),
+            {
+                let mut spec = schema_of::<HttpTriggerSpec>();
+                if let Some(g) = spec
+                    .pointer_mut("/properties/gateway")
+                    .and_then(Value::as_object_mut)
+                {
+                    g.insert("enum".to_string(), json!(GATEWAYS));
+                }
+                spec
+            },
             trigger_status(),
             vec![
                 column("Function", "string", ".spec.function-name"),

@@ -3,12 +3,17 @@
 //! Secret (a `List` with `items` is expanded).
 //!
 //! Every document is parsed and checked before anything is sent, so a
-//! malformed one means nothing is applied.
+//! malformed one means nothing is applied. [`admit`] then runs the
+//! validation the embedded server runs on a write (`kubeless_api::validate`),
+//! for every backend: a cluster's API server only checks the CRD schema.
 
 use anyhow::{Context as _, anyhow, bail};
+use kubeless_api::validate;
 use kubeless_api::{Function, Kind, Secret};
 use serde::Deserialize;
 use serde_json::Value;
+
+use crate::client::{ApiStatus, ClientError, ServerConfig};
 
 /// One object ready to be sent.
 #[derive(Debug, Clone, PartialEq)]
@@ -158,6 +163,49 @@ fn check(mut value: Value, namespace: Option<&str>) -> anyhow::Result<ManifestOb
     })
 }
 
+/// Check an object as the embedded server does before storing it, with
+/// the same messages. `config` is the platform's runtime list; `None`
+/// (not readable) checks only the shape of a Function's runtime, as
+/// Kubeless did when its runtime check was disabled.
+pub fn admit(o: &ManifestObject, config: Option<&ServerConfig>) -> Result<(), ClientError> {
+    let malformed = |e: serde_json::Error| {
+        ClientError::Other(format!("the {} object is malformed: {e}", o.kind))
+    };
+    match o.kind {
+        Kind::Function => {
+            let f: Function = serde_json::from_value(o.object.clone()).map_err(malformed)?;
+            let runtimes = config.map(|c| c.runtimes.clone()).unwrap_or_default();
+            if validate::custom_image(&f).is_none()
+                && let Some(reason) = config.and_then(|c| c.unavailable_reason(&f.spec.runtime))
+            {
+                return Err(ClientError::Status(ApiStatus {
+                    code: 422,
+                    reason: "Invalid".to_string(),
+                    message: reason,
+                    causes: Vec::new(),
+                }));
+            }
+            validate::validate_function(&f, &runtimes)?;
+        }
+        Kind::HTTPTrigger => validate::validate_http_trigger(
+            &serde_json::from_value(o.object.clone()).map_err(malformed)?,
+        )?,
+        Kind::CronJobTrigger => validate::validate_cronjob_trigger(
+            &serde_json::from_value(o.object.clone()).map_err(malformed)?,
+        )?,
+        Kind::KafkaTrigger | Kind::NATSTrigger => validate::validate_topic_trigger(
+            &serde_json::from_value(o.object.clone()).map_err(malformed)?,
+        )?,
+        Kind::KinesisTrigger => validate::validate_kinesis_trigger(
+            &serde_json::from_value(o.object.clone()).map_err(malformed)?,
+        )?,
+        Kind::Secret => validate::validate_secret(
+            &serde_json::from_value(o.object.clone()).map_err(malformed)?,
+        )?,
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,6 +273,40 @@ spec:
             parse("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n", None).expect_err("kind")
         );
         assert!(err.contains("unsupported kind \"Pod\""), "{err}");
+    }
+
+    #[test]
+    fn admission_reads_like_the_embedded_server() {
+        let config = ServerConfig {
+            runtimes: vec!["python3.11".into()],
+            ..ServerConfig::default()
+        };
+        let text = "apiVersion: kubeless.io/v1beta1\nkind: Function\nmetadata: {name: x}\nspec: {handler: nodot, runtime: python3.11, function: x, timeout: \"-1\"}\n";
+        let objs = parse(text, None).expect("parses");
+        let e = admit(&objs[0], Some(&config)).expect_err("invalid");
+        assert_eq!(
+            e.to_string(),
+            "Function \"x\" is invalid:\nspec.handler: \"nodot\" must be exactly <module>.<function> with one dot, e.g. \"hello.handler\" (module: letters, digits, '_' or '-'; function: letters, digits or '_')\nspec.timeout: \"-1\" must be a positive whole number of seconds (default 180)"
+        );
+        // Unknown runtimes need the list; without it only the shape counts.
+        let text = "apiVersion: kubeless.io/v1beta1\nkind: Function\nmetadata: {name: x}\nspec: {handler: a.b, runtime: cobol85, function: x}\n";
+        let objs = parse(text, None).expect("parses");
+        let e = admit(&objs[0], Some(&config)).expect_err("unknown runtime");
+        assert!(e.to_string().contains("unknown runtime \"cobol85\""), "{e}");
+        admit(&objs[0], None).expect("shape only");
+        // Triggers too.
+        let text = "apiVersion: kubeless.io/v1beta1\nkind: HTTPTrigger\nmetadata: {name: h}\nspec: {function-name: f, gateway: envoy}\n";
+        let objs = parse(text, None).expect("parses");
+        let e = admit(&objs[0], None).expect_err("gateway");
+        assert!(
+            e.to_string()
+                .contains("spec.gateway: unknown gateway \"envoy\""),
+            "{e}"
+        );
+        let ok = parse(MULTI, None).expect("parses");
+        for o in &ok[1..] {
+            admit(o, None).expect("valid");
+        }
     }
 
     #[test]

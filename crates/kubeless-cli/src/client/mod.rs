@@ -45,6 +45,25 @@ impl ClientError {
     }
 }
 
+impl From<kubeless_api::ValidationErrors> for ClientError {
+    /// The `Invalid` status the embedded server answers for the same
+    /// object, so a check made in the CLI reads exactly like the server's.
+    fn from(e: kubeless_api::ValidationErrors) -> ClientError {
+        ClientError::Status(ApiStatus {
+            code: 422,
+            reason: "Invalid".to_string(),
+            message: e.to_string(),
+            causes: e
+                .iter()
+                .map(|c| StatusCause {
+                    field: c.field.clone(),
+                    message: c.message.clone(),
+                })
+                .collect(),
+        })
+    }
+}
+
 /// A cause of an `Invalid` status.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
 pub struct StatusCause {

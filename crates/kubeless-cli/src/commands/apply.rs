@@ -1,8 +1,11 @@
 //! `kubeless apply -f FILE` and `kubeless delete -f FILE` (`-` = stdin):
 //! kubectl-like handling of Kubeless manifests for the embedded platform.
 //!
-//! Every document is parsed and checked first ([`crate::manifest`]); only
-//! then are objects sent, in file order. Apply creates an object, or
+//! Every document is parsed and checked first ([`crate::manifest`]), and
+//! `apply` validates every object as the embedded server would
+//! ([`manifest::admit`], also against a cluster, whose API server only
+//! checks the CRD schema); only then are objects sent, in file order, so
+//! one bad object means nothing is applied. Apply creates an object, or
 //! replaces it with the server's `resourceVersion` when it exists.
 
 use std::io::Read as _;
@@ -13,7 +16,7 @@ use kubeless_api::Kind;
 use serde_json::Value;
 
 use super::Context;
-use crate::client::Backend;
+use crate::client::{Backend, ClientError};
 use crate::log;
 use crate::manifest::{self, ManifestObject};
 
@@ -71,6 +74,24 @@ fn apply_one(b: &dyn Backend, o: &ManifestObject) -> anyhow::Result<&'static str
 pub fn apply(ctx: &Context, a: FileArgs) -> anyhow::Result<()> {
     let objects = parse(&a)?;
     let b = ctx.backend()?;
+    let config = if objects.iter().any(|o| o.kind == Kind::Function) {
+        match b.server_config() {
+            Ok(c) => Some(c),
+            Err(e @ (ClientError::Unreachable { .. } | ClientError::Unauthorized)) => {
+                return Err(e.into());
+            }
+            Err(e) => {
+                log::warn(format!("{e}. Runtime check is disabled."));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    for o in &objects {
+        manifest::admit(o, config.as_ref())
+            .with_context(|| format!("error applying {}", o.display_name()))?;
+    }
     for o in &objects {
         let verb = apply_one(b.as_ref(), o)
             .with_context(|| format!("error applying {}", o.display_name()))?;

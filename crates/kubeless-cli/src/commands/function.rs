@@ -368,9 +368,13 @@ fn deploy(ctx: &Context, a: DeployArgs) -> anyhow::Result<()> {
     let ns = namespace(&a.common.namespace);
     let backend = ctx.backend()?;
     let runtime = a.common.runtime.clone().unwrap_or_default();
+    let mut runtimes = Vec::new();
     if !runtime.is_empty() {
         match backend.server_config() {
-            Ok(cfg) => check_runtime(&runtime, &cfg)?,
+            Ok(cfg) => {
+                check_runtime(&runtime, &cfg)?;
+                runtimes = cfg.runtimes;
+            }
             Err(e) if a.common.dryrun => log::warn(format!("{e}. Runtime check is disabled.")),
             Err(e) => return Err(e.into()),
         }
@@ -381,6 +385,10 @@ fn deploy(ctx: &Context, a: DeployArgs) -> anyhow::Result<()> {
     let flags = collect_flags(&name, &ns, &a.common)?;
     build::validate(&flags, true)?;
     let f = build::new_function(&flags);
+    // What the embedded server would refuse is refused here, for every
+    // backend and in its words (a cluster only checks the CRD schema).
+    kubeless_api::validate::validate_function(&f, &runtimes)
+        .map_err(|e| wrap_failure(e.into(), format!("Failed to deploy {name}")))?;
     if a.common.dryrun {
         return dry_run_print(&f, &a.common.output);
     }
@@ -442,6 +450,8 @@ fn update(ctx: &Context, a: UpdateArgs) -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
     };
     let f = build::updated_function(&previous, &flags);
+    kubeless_api::validate::validate_function(&f, &cfg.runtimes)
+        .map_err(|e| wrap_failure(e.into(), format!("Failed to update {name}")))?;
     if a.common.dryrun {
         return dry_run_print(&f, &a.common.output);
     }
