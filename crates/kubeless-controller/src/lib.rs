@@ -43,10 +43,12 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::watch;
@@ -337,7 +339,33 @@ where
     }
 }
 
+/// The triggers of `store` that name `function` (in its namespace).
+fn naming<T, F>(store: &Store<T>, function: &F, name_of: fn(&T) -> &str) -> Vec<ObjectRef<T>>
+where
+    T: Resource<DynamicType = ()> + Clone,
+    F: Resource,
+{
+    let ns = function.namespace();
+    let name = function.name_any();
+    store
+        .state()
+        .into_iter()
+        .filter(|t| t.namespace() == ns && name_of(t) == name)
+        .map(|t| ObjectRef::from_obj(t.as_ref()))
+        .collect()
+}
+
 /// Run the controllers; restart them when `functions-namespace` changes.
+///
+/// What wakes a reconcile, besides the object itself changing:
+/// - Function: any change of its ConfigMap, Service, Deployment, HPA or
+///   build Job (a deleted or edited child is put back at once, not at the
+///   next 5-minute requeue);
+/// - HTTPTrigger: its Ingress, and the Service of the function it names
+///   (created later, port changed);
+/// - CronJobTrigger: its CronJob, and the Function it names (timeout and
+///   Service port are part of the CronJob);
+/// - Function and cron trigger: a valid `kubeless-config` change.
 async fn controllers(
     ctx: Arc<Context>,
     mut rx: watch::Receiver<Arc<Settings>>,
@@ -352,6 +380,12 @@ async fn controllers(
         let function = Controller::new(scoped::<Function>(client, &ns), watcher::Config::default())
             .owns(scoped::<Deployment>(client, &ns), owned.clone())
             .owns(scoped::<Job>(client, &ns), owned.clone())
+            .owns(scoped::<ConfigMap>(client, &ns), owned.clone())
+            .owns(scoped::<Service>(client, &ns), owned.clone())
+            .owns(
+                scoped::<HorizontalPodAutoscaler>(client, &ns),
+                owned.clone(),
+            )
             .reconcile_all_on(changes(rx.clone()))
             .graceful_shutdown_on(round.clone().cancelled_owned())
             .run(
@@ -363,28 +397,46 @@ async fn controllers(
         let http = Controller::new(
             scoped::<HttpTrigger>(client, &ns),
             watcher::Config::default(),
-        )
-        .owns(scoped::<Ingress>(client, &ns), owned.clone())
-        .graceful_shutdown_on(round.clone().cancelled_owned())
-        .run(
-            |o, c| tracked(o, c, triggers::reconcile_http),
-            error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| async {});
+        );
+        let http_triggers = http.store();
+        let http = http
+            .owns(scoped::<Ingress>(client, &ns), owned.clone())
+            .watches(scoped::<Service>(client, &ns), owned.clone(), move |svc| {
+                naming(&http_triggers, &svc, |t: &HttpTrigger| {
+                    &t.spec.function_name
+                })
+            })
+            .graceful_shutdown_on(round.clone().cancelled_owned())
+            .run(
+                |o, c| tracked(o, c, triggers::reconcile_http),
+                error_policy,
+                ctx.clone(),
+            )
+            .for_each(|_| async {});
         let cron = Controller::new(
             scoped::<CronJobTrigger>(client, &ns),
             watcher::Config::default(),
-        )
-        .owns(scoped::<CronJob>(client, &ns), owned)
-        .reconcile_all_on(changes(rx.clone()))
-        .graceful_shutdown_on(round.clone().cancelled_owned())
-        .run(
-            |o, c| tracked(o, c, triggers::reconcile_cron),
-            error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| async {});
+        );
+        let cron_triggers = cron.store();
+        let cron = cron
+            .owns(scoped::<CronJob>(client, &ns), owned)
+            .watches(
+                scoped::<Function>(client, &ns),
+                watcher::Config::default(),
+                move |f| {
+                    naming(&cron_triggers, &f, |t: &CronJobTrigger| {
+                        &t.spec.function_name
+                    })
+                },
+            )
+            .reconcile_all_on(changes(rx.clone()))
+            .graceful_shutdown_on(round.clone().cancelled_owned())
+            .run(
+                |o, c| tracked(o, c, triggers::reconcile_cron),
+                error_policy,
+                ctx.clone(),
+            )
+            .for_each(|_| async {});
         let consumers = events::run(
             client.clone(),
             ns.clone(),
