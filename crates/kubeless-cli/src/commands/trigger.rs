@@ -1,4 +1,4 @@
-//! `kubeless trigger http|cronjob|kafka|nats create|update|delete|list`
+//! `kubeless trigger http|cronjob|kafka|nats|kinesis create|update|delete|list`
 //! (spec 1.2).
 //!
 //! Differences from Kubeless, on purpose:
@@ -12,6 +12,11 @@
 //!   schedule, function and payload with empty values.
 //! - `kafka|nats --function-selector` keeps set-based requirements
 //!   (`matchExpressions`); Kubeless stored only `matchLabels`.
+//! - `kinesis update` has `-n` and applies `--function-name` (Kubeless
+//!   registered no `--namespace` flag and only checked the function).
+//!   KinesisTriggers are stored and listed but not consumed: this product
+//!   does not talk to AWS, so `kinesis publish` and `create-stream` answer
+//!   one line saying so and exit 1.
 
 use std::collections::BTreeMap;
 
@@ -19,7 +24,8 @@ use anyhow::{anyhow, bail};
 use clap::{Args, Subcommand};
 use kubeless_api::{
     API_VERSION, CronJobTrigger, CronJobTriggerSpec, HttpTrigger, HttpTriggerSpec, Kind,
-    LabelSelector, Object, ObjectMeta, TopicTriggerSpec, TriggerStatus,
+    KinesisTrigger, KinesisTriggerSpec, LabelSelector, Object, ObjectMeta, TopicTriggerSpec,
+    TriggerStatus,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -59,7 +65,133 @@ pub enum TriggerCommand {
         #[command(subcommand)]
         cmd: TopicCommand,
     },
+    /// kinesis trigger specific operations
+    #[command(arg_required_else_help = true)]
+    Kinesis {
+        #[command(subcommand)]
+        cmd: KinesisCommand,
+    },
 }
+
+#[derive(Debug, Subcommand)]
+pub enum KinesisCommand {
+    /// Create a Kinesis trigger
+    Create(KinesisCreate),
+    /// Update a Kinesis trigger
+    Update(KinesisUpdate),
+    /// Delete a Kinesis trigger
+    Delete(TriggerName),
+    /// list all Kinesis triggers deployed to Kubeless
+    #[command(visible_alias = "ls")]
+    List(ListFlags),
+    /// publish records to an AWS Kinesis stream (not supported: no AWS access)
+    Publish(KinesisPublish),
+    /// create an AWS Kinesis stream (not supported: no AWS access)
+    #[command(name = "create-stream")]
+    CreateStream(KinesisCreateStream),
+}
+
+#[derive(Debug, Args)]
+pub struct KinesisCreate {
+    /// Trigger name
+    names: Vec<String>,
+    #[command(flatten)]
+    write: WriteFlags,
+    /// Name of the AWS Kinesis stream
+    #[arg(long)]
+    stream: Option<String>,
+    /// AWS region in which the stream is available
+    #[arg(long = "aws-region")]
+    aws_region: Option<String>,
+    /// Shard-ID of the AWS Kinesis stream
+    #[arg(long = "shard-id")]
+    shard_id: Option<String>,
+    /// Name of the function to be associated with trigger
+    #[arg(long = "function-name")]
+    function_name: Option<String>,
+    /// Kubernetes secret that has AWS access key and secret key
+    #[arg(long)]
+    secret: Option<String>,
+    /// Override AWS's default service URL with the given URL
+    #[arg(long)]
+    endpoint: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KinesisUpdate {
+    /// Trigger name
+    names: Vec<String>,
+    #[command(flatten)]
+    write: WriteFlags,
+    /// Name of the AWS Kinesis stream
+    #[arg(long)]
+    stream: Option<String>,
+    /// AWS region in which the stream is available
+    #[arg(long = "aws-region")]
+    aws_region: Option<String>,
+    /// Shard-ID of the AWS Kinesis stream
+    #[arg(long = "shard-id")]
+    shard_id: Option<String>,
+    /// Name of the function to be associated with trigger
+    #[arg(long = "function-name")]
+    function_name: Option<String>,
+    /// Kubernetes secret that has AWS access key and secret key
+    #[arg(long)]
+    secret: Option<String>,
+    /// Override AWS's default service URL with the given URL
+    #[arg(long)]
+    endpoint: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KinesisPublish {
+    /// Name of the AWS Kinesis stream
+    #[arg(long)]
+    stream: Option<String>,
+    /// AWS region in which the stream is available
+    #[arg(long = "aws-region")]
+    aws_region: Option<String>,
+    /// Partition key
+    #[arg(long = "partition-key")]
+    partition_key: Option<String>,
+    /// Records to publish
+    #[arg(long)]
+    records: Vec<String>,
+    /// Override AWS's default service URL with the given URL
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Kubernetes secret that has AWS access key and secret key
+    #[arg(long)]
+    secret: Option<String>,
+    /// Namespace of the secret
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KinesisCreateStream {
+    /// Name of the AWS Kinesis stream
+    #[arg(long = "stream-name")]
+    stream_name: Option<String>,
+    /// AWS region in which the stream is to be created
+    #[arg(long = "aws-region")]
+    aws_region: Option<String>,
+    /// Number of shards
+    #[arg(long = "shard-count", default_value_t = 1)]
+    shard_count: i64,
+    /// Override AWS's default service URL with the given URL
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Kubernetes secret that has AWS access key and secret key
+    #[arg(long)]
+    secret: Option<String>,
+    /// Namespace of the secret
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+}
+
+/// What `kinesis publish` and `create-stream` answer.
+pub const NO_AWS: &str = "this Kubeless does not talk to AWS: KinesisTriggers are stored and listed but not consumed, and streams cannot be created or published to (use the AWS CLI)";
 
 /// Flags every create/update has.
 #[derive(Debug, Args)]
@@ -306,6 +438,7 @@ pub fn run(ctx: &Context, cmd: TriggerCommand) -> anyhow::Result<()> {
         TriggerCommand::Cronjob { cmd } => cron(ctx, cmd),
         TriggerCommand::Kafka { cmd } => topic(ctx, cmd, Kind::KafkaTrigger, "Kafka"),
         TriggerCommand::Nats { cmd } => topic(ctx, cmd, Kind::NATSTrigger, "NATS"),
+        TriggerCommand::Kinesis { cmd } => kinesis(ctx, cmd),
     }
 }
 
@@ -725,9 +858,171 @@ fn topic(ctx: &Context, cmd: TopicCommand, kind: Kind, label: &str) -> anyhow::R
     }
 }
 
+fn required<'a>(o: &'a Option<String>, flag: &str) -> anyhow::Result<&'a str> {
+    non_empty(o).ok_or_else(|| anyhow!("required flag(s) \"{flag}\" not set"))
+}
+
+/// `--endpoint`: an `http(s)://` URL with a host.
+fn check_endpoint(e: &str) -> anyhow::Result<()> {
+    let host = e
+        .strip_prefix("https://")
+        .or_else(|| e.strip_prefix("http://"))
+        .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""));
+    match host {
+        Some(h) if !h.is_empty() && !h.contains(char::is_whitespace) => Ok(()),
+        _ => bail!("Invalid value for --endpoint: {e:?} is not an http(s) URL"),
+    }
+}
+
+fn secret_must_exist(b: &dyn Backend, ns: &str, name: &str) -> anyhow::Result<()> {
+    b.get(Kind::Secret, ns, name).map(drop).map_err(|e| {
+        if e.is_not_found() {
+            anyhow!("Unable to find Secret {name} in namespace {ns}. Error {e}")
+        } else {
+            anyhow!(e)
+        }
+    })
+}
+
+/// Check a trigger as the server would before it is sent (or printed).
+fn admit_kinesis(t: &KinesisTrigger) -> anyhow::Result<()> {
+    kubeless_api::validate::validate_kinesis_trigger(t)
+        .map_err(|e| anyhow!(crate::client::ClientError::from(e)))
+}
+
+fn kinesis(ctx: &Context, cmd: KinesisCommand) -> anyhow::Result<()> {
+    const LABEL: &str = "Kinesis";
+    match cmd {
+        KinesisCommand::Create(a) => {
+            let name = one_name(&a.names, "trigger name")?;
+            let ns = namespace(&a.write.namespace);
+            check_output(&a.write)?;
+            let stream = required(&a.stream, "stream")?;
+            let region = required(&a.aws_region, "aws-region")?;
+            let shard = required(&a.shard_id, "shard-id")?;
+            let function = required(&a.function_name, "function-name")?;
+            let secret = required(&a.secret, "secret")?;
+            let endpoint = non_empty(&a.endpoint).unwrap_or("");
+            if !endpoint.is_empty() {
+                check_endpoint(endpoint)?;
+            }
+            let t = new_trigger(
+                Kind::KinesisTrigger,
+                name,
+                &ns,
+                KinesisTriggerSpec {
+                    function_name: function.to_string(),
+                    aws_region: region.to_string(),
+                    secret: secret.to_string(),
+                    stream: stream.to_string(),
+                    shard: shard.to_string(),
+                    endpoint: endpoint.to_string(),
+                },
+            );
+            admit_kinesis(&t)?;
+            let b = ctx.backend()?;
+            if !a.write.dryrun {
+                function_must_exist(b.as_ref(), &ns, function)?;
+                secret_must_exist(b.as_ref(), &ns, secret)?;
+            }
+            write(b.as_ref(), &a.write, Kind::KinesisTrigger, &t, true, LABEL)
+        }
+        KinesisCommand::Update(a) => {
+            let name = one_name(&a.names, "trigger name")?;
+            let ns = namespace(&a.write.namespace);
+            check_output(&a.write)?;
+            if let Some(e) = non_empty(&a.endpoint) {
+                check_endpoint(e)?;
+            }
+            let b = ctx.backend()?;
+            let mut t: KinesisTrigger =
+                existing(b.as_ref(), Kind::KinesisTrigger, &ns, name, LABEL)?;
+            if let Some(f) = non_empty(&a.function_name) {
+                function_must_exist(b.as_ref(), &ns, f)?;
+                t.spec.function_name = f.to_string();
+            }
+            if let Some(s) = non_empty(&a.secret) {
+                secret_must_exist(b.as_ref(), &ns, s)?;
+                t.spec.secret = s.to_string();
+            }
+            if let Some(v) = non_empty(&a.stream) {
+                t.spec.stream = v.to_string();
+            }
+            if let Some(v) = non_empty(&a.aws_region) {
+                t.spec.aws_region = v.to_string();
+            }
+            if let Some(v) = non_empty(&a.shard_id) {
+                t.spec.shard = v.to_string();
+            }
+            if let Some(v) = non_empty(&a.endpoint) {
+                t.spec.endpoint = v.to_string();
+            }
+            t.status = None;
+            admit_kinesis(&t)?;
+            write(b.as_ref(), &a.write, Kind::KinesisTrigger, &t, false, LABEL)
+        }
+        KinesisCommand::Delete(a) => delete(ctx, Kind::KinesisTrigger, a),
+        KinesisCommand::List(a) => {
+            let ns = namespace(&a.namespace);
+            let wide = a.wide()?;
+            let items: Vec<KinesisTrigger> =
+                list_as(ctx.backend()?.as_ref(), Kind::KinesisTrigger, &ns)?;
+            print_kinesis(&items, wide);
+            Ok(())
+        }
+        KinesisCommand::Publish(_) | KinesisCommand::CreateStream(_) => bail!("{NO_AWS}"),
+    }
+}
+
+/// `trigger kinesis ls`: Kubeless's columns.
+fn print_kinesis(items: &[KinesisTrigger], wide: bool) {
+    let mut t = Table::new(if wide { 120 } else { 50 });
+    t.row(header(
+        wide,
+        &[
+            "NAME",
+            "NAMESPACE",
+            "REGION",
+            "STREAM",
+            "SHARD",
+            "FUNCTION NAME",
+        ],
+    ));
+    for i in items {
+        t.row(with_wide(
+            wide,
+            vec![
+                i.metadata.name.clone(),
+                i.metadata.namespace.clone(),
+                i.spec.aws_region.clone(),
+                i.spec.stream.clone(),
+                i.spec.shard.clone(),
+                i.spec.function_name.clone(),
+            ],
+            &i.status,
+        ));
+    }
+    t.print();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kinesis_endpoints_are_urls() {
+        check_endpoint("https://kinesis.us-east-1.amazonaws.com").expect("https");
+        check_endpoint("http://localhost:4567/").expect("http");
+        for bad in ["kinesis.example.com", "ftp://x", "http://", "https:// x"] {
+            assert!(check_endpoint(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn kinesis_publish_and_create_stream_say_why_in_one_line() {
+        assert!(!NO_AWS.contains('\n'));
+        assert!(NO_AWS.contains("AWS"));
+    }
 
     #[test]
     fn selectors() {
