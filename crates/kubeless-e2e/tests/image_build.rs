@@ -15,7 +15,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::registry::{PASSWORD, Registry, USER, creds, inspect, need, push_base, skopeo_ok};
+use common::registry::proxy::{Fault, FaultyProxy};
+use common::registry::{
+    PASSWORD, Registry, TestCa, USER, creds, docker_config, inspect, need, push_base, skopeo,
+    skopeo_ok,
+};
 use common::{Server, bin_dir};
 use serde_json::{Value, json};
 
@@ -38,11 +42,18 @@ impl std::fmt::Display for Out {
 }
 
 fn kubeless(args: &[&str]) -> Out {
+    kubeless_env(args, &[])
+}
+
+/// `kubeless` with extra environment variables.
+fn kubeless_env(args: &[&str], env: &[(&str, &str)]) -> Out {
     let home = tempfile::tempdir().expect("KUBELESS_HOME");
     let out = Command::new(bin_dir().join("kubeless"))
         .args(args)
         .env_remove("KUBELESS_REGISTRY")
         .env_remove("KUBELESS_DOCKER_CONFIG")
+        .env_remove("KUBELESS_REGISTRY_CA_FILE")
+        .envs(env.iter().copied())
         // The artifact cache of a throwaway home.
         .env("KUBELESS_HOME", home.path())
         .stdin(Stdio::null())
@@ -361,6 +372,478 @@ fn bad_input_fails_clearly_and_never_half_pushes() {
         Some(1),
         "only the first build's tag: {tags}"
     );
+}
+
+/// The layer digests of an image, read with skopeo.
+fn layers_of(reference: &str) -> Vec<String> {
+    inspect(reference, false)["Layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l.as_str().expect("digest").to_string())
+        .collect()
+}
+
+/// The tags of `host/repository`, asked with skopeo; none when the
+/// repository has no tag (distribution answers 404 NAME_UNKNOWN for a
+/// repository that holds only blobs, skopeo 1.9 prints just the status).
+fn tags_of(host: &str, repository: &str) -> Vec<String> {
+    let out = skopeo(&[
+        "list-tags",
+        "--tls-verify=false",
+        "--creds",
+        &creds(),
+        &format!("docker://{host}/{repository}"),
+    ]);
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("name unknown")
+                || err.contains("NAME_UNKNOWN")
+                || err.contains("invalid status code from registry 404"),
+            "skopeo list-tags {host}/{repository} failed:\n{err}"
+        );
+        return Vec::new();
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).expect("list-tags JSON");
+    v["Tags"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Copy an image out of the registry with skopeo: every blob downloaded
+/// and checked against its digest.
+fn pull_all_blobs(reference: &str) {
+    let dir = tempfile::tempdir().expect("copy dir");
+    skopeo_ok(&[
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &creds(),
+        &format!("docker://{reference}"),
+        &format!("dir:{}", dir.path().display()),
+    ]);
+}
+
+/// A base on another registry (A) than the push target (B): the first
+/// function copies each base layer once into B's base cache and mounts it
+/// from there; the second function on the same base downloads and uploads
+/// no base layer (only mounts), counted in both registries' access logs.
+#[test]
+fn a_base_on_another_registry_is_copied_once_then_only_mounted() {
+    let a = Registry::start();
+    let b = Registry::start();
+    let base = push_base(&a);
+    let base_info = inspect(&base, false);
+    let base_digest = base_info["Digest"]
+        .as_str()
+        .expect("base digest")
+        .to_string();
+    let base_layers = layers_of(&base);
+    let n = base_layers.len();
+    let work = tempfile::tempdir().expect("work dir");
+    let cfg = docker_config(work.path(), &[a.host(), b.host()], PASSWORD);
+    let cfg = cfg.to_string_lossy().to_string();
+    let target = b.host();
+    let build = |name: &str| {
+        let f = function_file(work.path(), name, HELLO_V1);
+        let started = Instant::now();
+        let out = kubeless(&[
+            "build-image",
+            "--function-file",
+            &f.to_string_lossy(),
+            "--registry",
+            &target,
+            "--insecure",
+            "--docker-config",
+            &cfg,
+            "--base-image",
+            &base,
+        ]);
+        eprintln!("build of {name}: {:?}", started.elapsed());
+        assert!(out.success, "{out}");
+        out
+    };
+    let cache = format!("{target}/kubeless_base_cache:sha256-{}", &base_digest[7..]);
+    let downloads = || {
+        base_layers
+            .iter()
+            .map(|d| a.blob_downloads(d))
+            .sum::<usize>()
+    };
+    let base_uploads = || {
+        base_layers
+            .iter()
+            .map(|d| b.uploads_of(d, None))
+            .sum::<usize>()
+    };
+
+    // First function: each base layer downloaded from A once, uploaded once
+    // into the cache, mounted into the function's repository; the base's
+    // config joins the cache, then the function's layer and config.
+    let first = build("hello");
+    assert!(
+        first.stderr.contains(&format!(
+            "2 blobs uploaded, {n} mounted, 0 already there; base copied into {cache}: {} blobs",
+            n + 1
+        )),
+        "{first}"
+    );
+    assert_eq!(downloads(), n, "{}", a.log());
+    for d in &base_layers {
+        assert_eq!(b.uploads_of(d, Some("kubeless_base_cache")), 1, "{d}");
+    }
+    assert_eq!(
+        base_uploads(),
+        n,
+        "base layers uploaded only into the cache"
+    );
+    assert_eq!(b.blob_mounts(), n);
+    let uploads_after_first = b.blob_uploads();
+    assert_eq!(uploads_after_first, n + 3, "{}", b.log());
+    eprintln!(
+        "first function: {} base layer downloads from A, {uploads_after_first} uploads and {} mounts on B",
+        downloads(),
+        b.blob_mounts()
+    );
+
+    // Second function on the same base: only mounts from the cache.
+    let second = build("other");
+    assert!(
+        second.stderr.contains(&format!(
+            "2 blobs uploaded, {n} mounted, 0 already there; base layers from {cache}"
+        )),
+        "{second}"
+    );
+    assert_eq!(
+        downloads(),
+        n,
+        "the second function downloaded a base layer"
+    );
+    assert_eq!(
+        base_uploads(),
+        n,
+        "the second function uploaded a base layer"
+    );
+    assert_eq!(
+        b.blob_uploads(),
+        uploads_after_first + 2,
+        "only the function's layer and config"
+    );
+    assert_eq!(b.blob_mounts(), 2 * n);
+    assert_eq!(
+        b.requests("POST", "from=kubeless_base_cache", 201).len(),
+        2 * n,
+        "every mount came from the cache"
+    );
+    eprintln!(
+        "second function: {} base layer downloads from A in all, {} uploads and {} mounts on B in all",
+        downloads(),
+        b.blob_uploads(),
+        b.blob_mounts()
+    );
+
+    // Both images read back whole, with the base's layers first; the cache
+    // is the base byte for byte.
+    for out in [&first, &second] {
+        let reference = out.stdout.trim();
+        let layers = layers_of(reference);
+        assert_eq!(layers.len(), n + 1, "{reference}");
+        assert_eq!(layers[..n], base_layers[..], "{reference}");
+        pull_all_blobs(reference);
+    }
+    let cached = inspect(&cache, false);
+    assert_eq!(cached["Digest"], base_digest.as_str(), "{cached}");
+    pull_all_blobs(&cache);
+}
+
+/// `kubeless function build NAME --registry A --registry B`: both get the
+/// image under the same tag, and a rebuild uploads nothing to either.
+#[test]
+fn function_build_pushes_to_every_registry_given() {
+    let a = Registry::start();
+    let b = Registry::start();
+    // Each registry's default base (`<registry>/kubeless/base-python:3.11`)
+    // is the same image, so both builds give the same tag.
+    let base_a = push_base(&a);
+    let base_b = push_base(&b);
+    assert_eq!(
+        inspect(&base_a, false)["Digest"],
+        inspect(&base_b, false)["Digest"]
+    );
+    let server = Server::start();
+    let cfg = docker_config(server.home.path(), &[a.host(), b.host()], PASSWORD);
+    let cfg = cfg.to_string_lossy().to_string();
+    let code = server.file("hello.py", HELLO_V1);
+    server.ok(&[
+        "function",
+        "deploy",
+        "hello",
+        "--runtime",
+        "python3.11",
+        "--handler",
+        "hello.foo",
+        "--from-file",
+        &code,
+    ]);
+    let (host_a, host_b) = (a.host(), b.host());
+    let build = [
+        "function",
+        "build",
+        "hello",
+        "--registry",
+        &host_a,
+        "--registry",
+        &host_b,
+        "--insecure",
+        "--docker-config",
+        &cfg,
+    ];
+    let started = Instant::now();
+    let first = server.ok(&build);
+    eprintln!("build for two registries: {:?}", started.elapsed());
+    let refs: Vec<&str> = first.stdout.lines().collect();
+    assert_eq!(refs.len(), 2, "{first}");
+    assert!(
+        refs[0].starts_with(&format!("{host_a}/default-hello:")),
+        "{first}"
+    );
+    assert!(
+        refs[1].starts_with(&format!("{host_b}/default-hello:")),
+        "{first}"
+    );
+    let tag = tag_of(refs[0]).to_string();
+    assert_eq!(tag.len(), 64, "{first}");
+    assert_eq!(tag_of(refs[1]), tag, "the same tag on both registries");
+    assert_eq!(
+        first.stderr.matches("2 blobs uploaded, 1 mounted").count(),
+        2,
+        "{first}"
+    );
+    let mut digests = Vec::new();
+    for (reg, reference) in [(&a, refs[0]), (&b, refs[1])] {
+        let info = inspect(reference, false);
+        assert_eq!(info["Labels"]["io.kubeless.build-key"], tag.as_str());
+        digests.push(info["Digest"].clone());
+        assert_eq!(tags_of(&reg.host(), "default-hello"), vec![tag.clone()]);
+        assert_eq!(reg.uploads_into("default-hello"), 2, "{}", reg.log());
+        assert_eq!(reg.blob_mounts(), 1, "{}", reg.log());
+        pull_all_blobs(reference);
+    }
+    assert_eq!(digests[0], digests[1], "the same image on both registries");
+    let before = [
+        (a.blob_uploads(), a.manifest_puts()),
+        (b.blob_uploads(), b.manifest_puts()),
+    ];
+
+    // Unchanged: up to date on both, nothing sent to either.
+    let started = Instant::now();
+    let again = server.ok(&build);
+    eprintln!(
+        "unchanged rebuild for two registries: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(again.stdout, first.stdout);
+    assert_eq!(again.stderr.matches("is up to date").count(), 2, "{again}");
+    let after = [
+        (a.blob_uploads(), a.manifest_puts()),
+        (b.blob_uploads(), b.manifest_puts()),
+    ];
+    assert_eq!(
+        after, before,
+        "an unchanged rebuild sent blobs or manifests"
+    );
+}
+
+/// The registry fails the manifest push after the blobs arrived (a proxy
+/// in front of it answers 503, then drops the connection): the build fails
+/// naming the registry, no tag exists (asked of the registry directly),
+/// and the retry through a healthy path uploads no blob again.
+#[test]
+fn a_registry_failing_mid_push_leaves_no_tag_and_the_retry_skips_the_blobs() {
+    let reg = Registry::start();
+    push_base(&reg);
+    let proxy = FaultyProxy::start(&reg.host());
+    let via = proxy.host();
+    let work = tempfile::tempdir().expect("work dir");
+    let cfg = docker_config(work.path(), &[via.clone(), reg.host()], PASSWORD);
+    let cfg = cfg.to_string_lossy().to_string();
+    let func = function_file(work.path(), "hello", HELLO_V1);
+    let func = func.to_string_lossy().to_string();
+    let build = || {
+        let started = Instant::now();
+        let out = kubeless(&[
+            "build-image",
+            "--function-file",
+            &func,
+            "--registry",
+            &via,
+            "--insecure",
+            "--docker-config",
+            &cfg,
+        ]);
+        (out, started.elapsed())
+    };
+    let manifests_before = reg.manifest_puts();
+
+    // 503 on the manifest PUT, every attempt.
+    proxy.set_fault(Fault::Unavailable);
+    let (r, took) = build();
+    eprintln!("push failing with 503: {took:?}: {}", r.stderr.trim());
+    assert!(!r.success, "{r}");
+    let prefix = format!("push {via}/default-hello:");
+    assert!(
+        r.stderr.contains(&prefix)
+            && r.stderr.contains(&format!(
+                "registry {via} keeps failing (manifest push: 503 after 4 attempts)"
+            )),
+        "{r}"
+    );
+    assert_eq!(proxy.refused(), 4);
+    let at = r.stderr.find(&prefix).expect("the image in the error") + prefix.len();
+    let tag = r.stderr[at..].chars().take(64).collect::<String>();
+    assert!(
+        tag.chars().all(|c| c.is_ascii_hexdigit()) && tag.len() == 64,
+        "{r}"
+    );
+    // The blobs arrived, the tag did not.
+    assert_eq!(reg.uploads_into("default-hello"), 2, "{}", reg.log());
+    assert_eq!(reg.blob_mounts(), 1, "{}", reg.log());
+    assert_eq!(reg.manifest_puts(), manifests_before);
+    let direct = format!("{}/default-hello:{tag}", reg.host());
+    let out = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--creds",
+        &creds(),
+        &format!("docker://{direct}"),
+    ]);
+    assert!(!out.status.success(), "{direct} exists after a failed push");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("manifest unknown"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(tags_of(&reg.host(), "default-hello"), Vec::<String>::new());
+
+    // The connection dropped on the manifest PUT: the same, and the blobs
+    // already there are not sent again.
+    proxy.set_fault(Fault::Drop);
+    let (r, took) = build();
+    eprintln!(
+        "push failing with a dropped connection: {took:?}: {}",
+        r.stderr.trim()
+    );
+    assert!(!r.success, "{r}");
+    assert!(
+        r.stderr.contains(&format!("{prefix}{tag}"))
+            && r.stderr.contains(&format!(
+                "registry {via} is unreachable (manifest push, 4 attempts)"
+            )),
+        "{r}"
+    );
+    assert_eq!(proxy.refused(), 8);
+    assert_eq!(reg.uploads_into("default-hello"), 2, "{}", reg.log());
+    assert_eq!(tags_of(&reg.host(), "default-hello"), Vec::<String>::new());
+
+    // Healthy again: the retry pushes only the manifest.
+    proxy.set_fault(Fault::None);
+    let (r, took) = build();
+    eprintln!("retry through the healed path: {took:?}");
+    assert!(r.success, "{r}");
+    assert_eq!(r.stdout.trim(), format!("{via}/default-hello:{tag}"));
+    assert!(
+        r.stderr
+            .contains("0 blobs uploaded, 0 mounted, 3 already there"),
+        "{r}"
+    );
+    assert_eq!(
+        reg.uploads_into("default-hello"),
+        2,
+        "the retry uploaded a blob again"
+    );
+    assert_eq!(reg.blob_mounts(), 1);
+    assert_eq!(reg.manifest_puts(), manifests_before + 1);
+    assert_eq!(tags_of(&reg.host(), "default-hello"), vec![tag.clone()]);
+    let info = inspect(&direct, false);
+    assert_eq!(info["Labels"]["io.kubeless.build-key"], tag.as_str());
+    pull_all_blobs(&direct);
+}
+
+/// An HTTPS registry with a private CA: refused with the machine's usual
+/// roots, accepted when the system's trust store holds the CA
+/// (`SSL_CERT_FILE`, read by rustls-native-certs: the system roots are
+/// what is used) or when `--ca-file` adds it; a `--ca-file` that is not
+/// PEM is refused before anything is sent.
+#[test]
+fn https_registries_are_verified_against_the_system_roots_or_a_ca_file() {
+    let ca = TestCa::new();
+    let reg = Registry::start_tls(&ca);
+    push_base(&reg);
+    let host = reg.host();
+    let work = tempfile::tempdir().expect("work dir");
+    let cfg = reg.docker_config(PASSWORD).to_string_lossy().to_string();
+    let func = function_file(work.path(), "hello", HELLO_V1);
+    let func = func.to_string_lossy().to_string();
+    let ca_file = ca.ca_file().to_string_lossy().to_string();
+    let build = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec![
+            "build-image",
+            "--function-file",
+            &func,
+            "--registry",
+            &host,
+            "--docker-config",
+            &cfg,
+        ];
+        args.extend_from_slice(extra);
+        kubeless_env(&args, env)
+    };
+
+    // The CA is in no trust store the builder reads.
+    let r = build(&[], &[]);
+    assert!(!r.success, "{r}");
+    eprintln!("untrusted: {}", r.stderr.trim());
+    assert!(
+        r.stderr
+            .contains(&format!("registry {host} is unreachable (manifest fetch"))
+            && r.stderr.contains("certificate"),
+        "{r}"
+    );
+
+    // The system's trust store, pointed at the CA.
+    let r = build(&[], &[("SSL_CERT_FILE", &ca_file), ("SSL_CERT_DIR", "")]);
+    assert!(r.success, "{r}");
+    let reference = r.stdout.trim().to_string();
+    assert!(
+        reference.starts_with(&format!("{host}/default-hello:")),
+        "{r}"
+    );
+    assert!(r.stderr.contains("pushed"), "{r}");
+
+    // --ca-file, with the usual system roots.
+    let r = build(&["--ca-file", &ca_file], &[]);
+    assert!(r.success, "{r}");
+    assert_eq!(r.stdout.trim(), reference);
+    assert!(r.stderr.contains("is up to date"), "{r}");
+
+    // Not a certificate: refused before any request.
+    let requests = reg.log().matches("\"GET /v2/").count();
+    let r = build(&["--ca-file", &cfg], &[]);
+    assert!(!r.success, "{r}");
+    assert!(
+        r.stderr
+            .contains(&format!("CA file {cfg}: it holds no PEM certificate")),
+        "{r}"
+    );
+    assert_eq!(reg.log().matches("\"GET /v2/").count(), requests);
 }
 
 /// A layer with `../` in a path: the image is refused when it is unpacked
