@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::registry::{PASSWORD, Registry, USER, inspect, push_base};
+use common::registry::{PASSWORD, Registry, USER, inspect, need, push_base};
 use common::{Server, bin_dir};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
@@ -168,6 +168,8 @@ fn build_step_creates_the_job_and_the_deployment_runs_its_image() {
     let Some(env) = rt.block_on(k8s_support::Env::start("b", "build")) else {
         return;
     };
+    // The end runs the Job-built image in embedded mode, under bubblewrap.
+    need("bwrap", "run scripts/deps/sandbox.sh");
     let reg = Registry::start();
     let base = push_base(&reg);
     let host = reg.host();
@@ -263,19 +265,37 @@ fn build_step_creates_the_job_and_the_deployment_runs_its_image() {
     // Do the Job's work as it describes it, then read the image back.
     let work = tempfile::tempdir().expect("work dir");
     run_prepare(&job, &cm, work.path());
+    let counts = |reg: &Registry| (reg.blob_uploads(), reg.blob_mounts(), reg.manifest_puts());
+    let (uploads, mounts, manifests) = counts(&reg);
     let pushed = run_build(&job, work.path(), &reg.docker_config(PASSWORD));
     assert_eq!(
         pushed, image,
         "the Job pushes the image the Deployment runs"
+    );
+    // The function layer and config uploaded, the base layer mounted from
+    // the base's repository, one manifest: counted in the access log.
+    assert_eq!(
+        counts(&reg),
+        (uploads + 2, mounts + 1, manifests + 1),
+        "{}",
+        reg.log()
     );
     let cfg = inspect(&image, true);
     assert_eq!(
         cfg["config"]["Entrypoint"],
         json!(["/usr/local/bin/kubeless-runtime"])
     );
-    // The build Job is idempotent: run again, nothing is pushed.
+    // The build Job is idempotent: run again, nothing is pushed (no blob
+    // upload or mount, no manifest, in the registry's access log).
+    let before = counts(&reg);
     let again = run_build(&job, work.path(), &reg.docker_config(PASSWORD));
     assert_eq!(again, image);
+    assert_eq!(
+        counts(&reg),
+        before,
+        "the second run pushed something:\n{}",
+        reg.log()
+    );
 
     // The image is in the registry: deleting the Job and touching the
     // Function does not start another build.
