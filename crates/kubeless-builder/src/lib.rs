@@ -18,12 +18,15 @@
 //! - [`auth`]: credentials from a docker config JSON
 //!   (`.dockerconfigjson`, `~/.docker/config.json`);
 //! - [`registry`]: the HTTP client: Basic and Bearer token auth, bounded
-//!   retries on 5xx and connection errors, blob existence checks,
-//!   cross-repository mounts, uploads, manifests;
+//!   retries on 5xx and connection errors, HTTPS against the system's CA
+//!   roots, blob existence checks, cross-repository mounts, uploads,
+//!   manifests;
 //! - [`function`]: a function image's environment and entrypoint from its
 //!   plan, and the build request a Kubernetes build Job receives;
 //! - [`build`]: resolve a build (base manifest, tag), check what the
-//!   registry already has, push blobs first and the manifest last;
+//!   registry already has, push blobs first and the manifest last, base
+//!   layers mounted (from the base's repository, or from the registry's
+//!   base cache when the base lives on another registry) rather than sent;
 //! - [`unpack`]: apply image layers to a directory safely (no `..`, no
 //!   absolute paths, no writes through links, whiteouts honoured).
 
