@@ -58,36 +58,11 @@ pub fn manifests(image: &str) -> Vec<Value> {
                 json!({"kubeless.io/namespace": ns, "kubeless.io/config": CONFIG_MAP});
         }
     }
-    let rw = json!([
-        "create", "get", "list", "watch", "update", "patch", "delete"
-    ]);
     out.extend([
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
         json!({"apiVersion": "v1", "kind": "ServiceAccount",
                "metadata": {"name": "controller-acct", "namespace": ns}}),
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-               "metadata": {"name": "kubeless-controller-deployer"},
-               "rules": [
-                   {"apiGroups": [""], "resources": ["services", "configmaps"], "verbs": rw},
-                   {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": rw},
-                   {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
-                   // The build step reads only the registry credentials.
-                   {"apiGroups": [""], "resources": ["secrets"],
-                    "resourceNames": ["kubeless-registry-credentials"], "verbs": ["get"]},
-                   {"apiGroups": ["batch"], "resources": ["cronjobs", "jobs"],
-                    "verbs": ["create", "get", "list", "watch", "update", "patch", "delete", "deletecollection"]},
-                   {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": rw},
-                   {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": rw},
-                   {"apiGroups": ["monitoring.coreos.com"], "resources": ["servicemonitors"], "verbs": rw},
-                   {"apiGroups": ["kubeless.io"],
-                    "resources": ["functions", "httptriggers", "cronjobtriggers", "kafkatriggers", "natstriggers", "kinesistriggers"],
-                    "verbs": ["get", "list", "watch", "update", "patch", "delete"]},
-                   {"apiGroups": ["kubeless.io"],
-                    "resources": ["functions/status", "httptriggers/status", "cronjobtriggers/status",
-                                  "kafkatriggers/status", "natstriggers/status", "kinesistriggers/status"],
-                    "verbs": ["get", "update", "patch"]},
-                   {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["get", "list"]},
-               ]}),
+        controller_cluster_role(),
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
                "metadata": {"name": "kubeless-controller-deployer"},
                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kubeless-controller-deployer"},
@@ -137,6 +112,55 @@ pub fn manifests(image: &str) -> Vec<Value> {
                }}),
     ]);
     out
+}
+
+/// The ClusterRole of controller-manager: exactly the verbs its code uses,
+/// per resource (a test runs the controller with this role's token).
+///
+/// - children (ConfigMap, Service, Deployment, HPA, Ingress, CronJob):
+///   read and watched (`get`, `list`, `watch`), written by server-side
+///   apply (`patch`; `create` for a new one), removed (`delete`);
+/// - build Jobs: created with POST, listed and watched, deleted one by
+///   one or as a collection; never patched;
+/// - ServiceMonitors: read, applied and deleted by name (never listed);
+/// - the registry credentials: read by name only;
+/// - Functions, HTTP and cron triggers: read, watched and patched (the
+///   finalizer is a JSON patch); HTTP and cron triggers are deleted with
+///   their function; Kafka and NATS triggers are read and watched by the
+///   consumers; every status is written with a merge patch.
+///
+/// Not granted (the original Kubeless's role had them): pods, the CRDs,
+/// KinesisTriggers (not consumed), `update` anywhere (no PUT is sent).
+/// `kubeless-config` is read through `configmaps`; the Lease has a Role
+/// of its own in the install namespace.
+pub fn controller_cluster_role() -> Value {
+    let write = json!(["create", "get", "list", "watch", "patch", "delete"]);
+    let read = json!(["get", "list", "watch"]);
+    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+    "metadata": {"name": "kubeless-controller-deployer"},
+    "rules": [
+        {"apiGroups": [""], "resources": ["services", "configmaps"], "verbs": write},
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": write},
+        {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": write},
+        {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": write},
+        {"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": write},
+        {"apiGroups": ["batch"], "resources": ["jobs"],
+         "verbs": ["create", "get", "list", "watch", "delete", "deletecollection"]},
+        {"apiGroups": ["monitoring.coreos.com"], "resources": ["servicemonitors"],
+         "verbs": ["create", "get", "patch", "delete"]},
+        {"apiGroups": [""], "resources": ["secrets"],
+         "resourceNames": ["kubeless-registry-credentials"], "verbs": ["get"]},
+        {"apiGroups": ["kubeless.io"], "resources": ["functions"],
+         "verbs": ["get", "list", "watch", "patch"]},
+        {"apiGroups": ["kubeless.io"], "resources": ["httptriggers", "cronjobtriggers"],
+         "verbs": ["get", "list", "watch", "patch", "delete"]},
+        {"apiGroups": ["kubeless.io"], "resources": ["kafkatriggers", "natstriggers"],
+         "verbs": read},
+        {"apiGroups": ["kubeless.io"],
+         "resources": ["functions/status", "httptriggers/status", "cronjobtriggers/status",
+                       "kafkatriggers/status", "natstriggers/status"],
+         "verbs": ["patch"]},
+    ]})
 }
 
 /// The manifests as one YAML stream (what `deploy/kubeless.yaml` holds).
