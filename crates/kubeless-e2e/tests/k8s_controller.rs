@@ -44,6 +44,15 @@ fn function(name: &str, code: &str) -> Function {
     .expect("function")
 }
 
+/// The pod template's hash of the code the pods copy at start.
+fn code_hash(d: &Deployment) -> String {
+    let v = serde_json::to_value(d).expect("json");
+    v.pointer("/spec/template/metadata/annotations/kubeless.io~1code-sha256")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn prepare_script(d: &Deployment) -> String {
     let v = serde_json::to_value(d).expect("json");
     v.pointer("/spec/template/spec/initContainers/0/command/2")
@@ -160,12 +169,14 @@ async fn function_becomes_configmap_deployment_service_then_updates_and_deletes(
     let st = f.status.expect("status");
     assert_eq!(st.conditions[0].type_, "Ready");
     assert_eq!(st.conditions[0].status, "False");
-    // A new ReplicaSet appears through kube-controller-manager.
-    let before = prepare_script(&d);
-    // Code update → the pod template changes (the prepare step embeds the code checksum).
+    // Code update of a Function without a checksum (as `kubectl apply` of
+    // an edited manifest) → the ConfigMap changes and so does the pod
+    // template (its code hash), so the pods roll and copy the new code.
+    let before = code_hash(&d);
+    assert_eq!(before.len(), 64, "the pod template carries the code hash");
     let mut f2 = fns.get("hello").await.expect("get");
+    assert!(f2.spec.checksum.is_empty());
     f2.spec.function = "def hello(e, c):\n    return 'v2'\n".into();
-    f2.spec.checksum = format!("sha256:{}", "b".repeat(64));
     fns.replace("hello", &PostParams::default(), &f2)
         .await
         .expect("update");
@@ -173,12 +184,23 @@ async fn function_becomes_configmap_deployment_service_then_updates_and_deletes(
         deps.get("hello")
             .await
             .ok()
-            .filter(|d| prepare_script(d) != before)
+            .filter(|d| code_hash(d) != before)
     })
     .await;
-    assert!(prepare_script(&d2).contains("sha256sum -c"));
-    // Labels-only update → the Deployment's labels change, its pod
-    // template (and so its pods) does not.
+    assert_eq!(
+        prepare_script(&d2),
+        prepare_script(&d),
+        "no checksum to check"
+    );
+    let cm = env.api::<ConfigMap>().get("hello").await.expect("cm");
+    assert!(
+        cm.data.unwrap_or_default()["hello.py"].contains("'v2'"),
+        "the ConfigMap has the new code"
+    );
+    // Labels and kubectl's bookkeeping annotation (which holds the whole
+    // object, code included) → the Deployment's labels change, its pod
+    // template (and so its pods) does not, and kubectl's annotation is
+    // copied nowhere.
     let template = |d: &Deployment| {
         serde_json::to_value(&d.spec.as_ref().expect("spec").template).expect("json")
     };
@@ -188,6 +210,13 @@ async fn function_becomes_configmap_deployment_service_then_updates_and_deletes(
         .labels
         .get_or_insert_with(Default::default)
         .insert("tier".into(), "gold".into());
+    f3.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(
+            "kubectl.kubernetes.io/last-applied-configuration".into(),
+            serde_json::to_string(&f3.spec).expect("json"),
+        );
     fns.replace("hello", &PostParams::default(), &f3)
         .await
         .expect("update labels");
@@ -208,6 +237,14 @@ async fn function_becomes_configmap_deployment_service_then_updates_and_deletes(
     assert_eq!(
         d3.metadata.generation, generation,
         "the Deployment spec did not change"
+    );
+    assert!(
+        !d3.metadata
+            .annotations
+            .unwrap_or_default()
+            .keys()
+            .any(|k| k.starts_with("kubectl.kubernetes.io/")),
+        "kubectl's bookkeeping is not copied onto the Deployment"
     );
     // Delete → the finalizer cleans up, then the Function is gone.
     fns.delete("hello", &DeleteParams::default())
@@ -393,9 +430,20 @@ async fn foreign_objects_are_never_overwritten() {
             .expect("get")
             .is_none()
     );
-    // Invalid function: a condition, not a crash loop.
+    // A malformed handler never gets stored: the CRD schema refuses it.
     let mut bad = function("bad", "x = 1\n");
     bad.spec.handler = "nodot".into();
+    match fns.create(&PostParams::default(), &bad).await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 422, "{s:?}");
+            assert!(s.message.contains("spec.handler"), "{}", s.message);
+        }
+        other => panic!("the API server stored a malformed handler: {other:?}"),
+    }
+    // What only the runtime catalogue can tell (an unknown runtime) is a
+    // condition, not a crash loop.
+    bad.spec.handler = "hello.hello".into();
+    bad.spec.runtime = "cobol85".into();
     fns.create(&PostParams::default(), &bad)
         .await
         .expect("create");
@@ -407,7 +455,7 @@ async fn foreign_objects_are_never_overwritten() {
             .filter(|s| s.reason == "InvalidFunction")
     })
     .await;
-    assert!(st.message.contains("handler"), "{}", st.message);
+    assert!(st.message.contains("cobol85"), "{}", st.message);
     env.stop().await;
 }
 
@@ -597,4 +645,642 @@ async fn controller_recovers_when_the_api_server_comes_back() {
     env.stop().await;
     cut.cancel();
     let _ = link.await;
+}
+
+/// The CRD schema refuses what `kubeless_api::validate` refuses for the
+/// fields a pattern can check (the same samples as the unit test
+/// `crd::tests::patterns_follow_the_validators`), and accepts the rest:
+/// objects applied with kubectl are checked too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_crd_schema_refuses_malformed_fields() {
+    let Some(c) = client().await else { return };
+    k8s_support::install_crds(&c).await;
+    let ns = format!("t-schema-{}", std::process::id());
+    k8s_support::namespace(&c, &ns).await;
+    let fns: Api<Function> = Api::namespaced(c.clone(), &ns);
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let good_sum = format!("sha256:{}", "aB3".repeat(21) + "f");
+    let bad_md5 = format!("md5:{}", "a".repeat(64));
+    let samples: Vec<(&str, &str, bool)> = vec![
+        ("handler", "", true),
+        ("handler", "hello.handler", true),
+        ("handler", "my-mod_2.fn_$1", true),
+        ("handler", "nodot", false),
+        ("handler", "a.b.c", false),
+        ("handler", ".b", false),
+        ("handler", "a.", false),
+        ("handler", "a b.c", false),
+        ("checksum", "", true),
+        ("checksum", &good_sum, true),
+        ("checksum", "sha256:abc", false),
+        ("checksum", &bad_md5, false),
+        ("timeout", "", true),
+        ("timeout", "180", true),
+        ("timeout", "0", false),
+        ("timeout", "-1", false),
+        ("timeout", "1.5", false),
+        ("timeout", "abc", false),
+        ("function-content-type", "", true),
+        ("function-content-type", "text", true),
+        ("function-content-type", "base64+zip", true),
+        ("function-content-type", "url+compressedtar+deps", true),
+        ("function-content-type", "url+deps+zip", true),
+        ("function-content-type", "zip", false),
+        ("function-content-type", "text+zip+zip", false),
+        ("function-content-type", "text+gz", false),
+    ];
+    for (field, value, ok) in samples {
+        let mut v = serde_json::to_value(function("sample", "x = 1\n")).expect("json");
+        v["spec"][field] = json!(value);
+        let f: Function = serde_json::from_value(v).expect("function");
+        match (fns.create(&dry, &f).await, ok) {
+            (Ok(_), true) => {}
+            (Err(kube::Error::Api(s)), false) => {
+                assert_eq!(s.code, 422, "{field}={value:?}: {s:?}");
+                assert!(
+                    s.message.contains(&format!("spec.{field}")),
+                    "{field}={value:?}: {}",
+                    s.message
+                );
+            }
+            (r, _) => panic!("{field}={value:?}: expected accepted={ok}, got {r:?}"),
+        }
+    }
+    let https: Api<HttpTrigger> = Api::namespaced(c.clone(), &ns);
+    for (gateway, ok) in [
+        ("", true),
+        ("nginx", true),
+        ("kong", true),
+        ("envoy", false),
+    ] {
+        let t: HttpTrigger = serde_json::from_value(json!({
+            "apiVersion": "kubeless.io/v1beta1", "kind": "HTTPTrigger",
+            "metadata": {"name": "sample"},
+            "spec": {"function-name": "f", "gateway": gateway}
+        }))
+        .expect("trigger");
+        assert_eq!(
+            https.create(&dry, &t).await.is_ok(),
+            ok,
+            "gateway {gateway:?}"
+        );
+    }
+    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(c)
+        .delete(&ns, &DeleteParams::default())
+        .await;
+}
+
+/// Every example manifest of Kubeless (tests/fixtures/kubeless: a Function
+/// of each content type, zip and URL ones included, and one trigger of
+/// each kind) is accepted by the installed CRDs as written, and nothing
+/// the user wrote is pruned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubeless_example_manifests_are_accepted_by_the_crds() {
+    let Some(c) = client().await else { return };
+    k8s_support::install_crds(&c).await;
+    let ns = format!("t-examples-{}", std::process::id());
+    k8s_support::namespace(&c, &ns).await;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/kubeless");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("fixtures")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    let mut kinds = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(&path).expect("fixture");
+        let doc: Value = serde_yaml::from_str(&text).expect("yaml");
+        let kind = doc["kind"].as_str().expect("kind").to_string();
+        let plural = format!("{}s", kind.to_ascii_lowercase());
+        let gvk = GroupVersionKind::gvk("kubeless.io", "v1beta1", &kind);
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            c.clone(),
+            &ns,
+            &ApiResource::from_gvk_with_plural(&gvk, &plural),
+        );
+        let obj: DynamicObject = serde_json::from_value(doc.clone()).expect("object");
+        let stored = api
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap_or_else(|e| panic!("{} refused: {e}", path.display()));
+        let stored = serde_json::to_value(&stored).expect("json");
+        // The user's fields come back as written (embedded objects are kept
+        // whole; only nulls, which mean "unset", may be dropped).
+        for (k, v) in doc["spec"].as_object().expect("spec") {
+            if !v.is_object() {
+                assert_eq!(&stored["spec"][k], v, "{} spec.{k}", path.display());
+            }
+        }
+        if kind == "Function" {
+            let d = &stored["spec"]["deployment"]["spec"]["template"]["spec"]["containers"][0];
+            if doc["spec"].get("deployment").is_some() {
+                assert_eq!(d["imagePullPolicy"], "Always", "{}", path.display());
+            }
+        }
+        kinds.push(kind);
+    }
+    kinds.sort();
+    kinds.dedup();
+    assert_eq!(
+        kinds,
+        [
+            "CronJobTrigger",
+            "Function",
+            "HTTPTrigger",
+            "KafkaTrigger",
+            "KinesisTrigger",
+            "NATSTrigger"
+        ]
+    );
+    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(c)
+        .delete(&ns, &DeleteParams::default())
+        .await;
+}
+
+/// A child deleted behind the controller's back comes back within
+/// seconds (the controller watches ConfigMaps, Services, Deployments and
+/// HPAs it owns), not at the next 5-minute requeue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_children_come_back_at_once() {
+    let Some(env) = Env::start("t", "children").await else {
+        return;
+    };
+    let fns: Api<Function> = env.api();
+    let mut f = function("kept", "def hello(e, c):\n    return 'x'\n");
+    f.spec.horizontal_pod_autoscaler = json!({
+        "metadata": {"name": "kept"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "kept"},
+                 "minReplicas": 1, "maxReplicas": 2,
+                 "metrics": [{"type": "Resource", "resource": {"name": "cpu", "targetAverageUtilization": 50}}]}
+    });
+    fns.create(&PostParams::default(), &f)
+        .await
+        .expect("create");
+    let svcs: Api<Service> = env.api();
+    let cms: Api<ConfigMap> = env.api();
+    let hpas: Api<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler> = env.api();
+    let deps: Api<Deployment> = env.api();
+    eventually("the children", 30, || async {
+        let ok = deps.get_opt("kept").await.ok()??;
+        hpas.get_opt("kept").await.ok()??;
+        Some(ok)
+    })
+    .await;
+    let uid = |m: &kube::core::ObjectMeta| m.uid.clone().unwrap_or_default();
+    let old_svc = uid(&svcs.get("kept").await.expect("svc").metadata);
+    let old_cm = uid(&cms.get("kept").await.expect("cm").metadata);
+    let old_hpa = uid(&hpas.get("kept").await.expect("hpa").metadata);
+    svcs.delete("kept", &DeleteParams::default())
+        .await
+        .expect("delete service");
+    cms.delete("kept", &DeleteParams::default())
+        .await
+        .expect("delete configmap");
+    hpas.delete("kept", &DeleteParams::default())
+        .await
+        .expect("delete hpa");
+    eventually("the Service, ConfigMap and HPA to be back", 15, || async {
+        let s = svcs.get_opt("kept").await.ok()??;
+        let c = cms.get_opt("kept").await.ok()??;
+        let h = hpas.get_opt("kept").await.ok()??;
+        (uid(&s.metadata) != old_svc && uid(&c.metadata) != old_cm && uid(&h.metadata) != old_hpa)
+            .then_some(())
+    })
+    .await;
+    // An edit of a child is undone as promptly.
+    cms.patch(
+        "kept",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"hello.py": "tampered"}})),
+    )
+    .await
+    .expect("edit configmap");
+    eventually("the ConfigMap to be restored", 15, || async {
+        let c = cms.get("kept").await.ok()?;
+        c.data
+            .unwrap_or_default()
+            .get("hello.py")
+            .is_some_and(|v| v.contains("return 'x'"))
+            .then_some(())
+    })
+    .await;
+    env.stop().await;
+}
+
+/// HTTP and cron triggers follow the Function they name: a new Service
+/// port reaches the Ingress, a new timeout and port the CronJob, within
+/// seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triggers_follow_their_function() {
+    let Some(env) = Env::start("t", "follow").await else {
+        return;
+    };
+    let fns: Api<Function> = env.api();
+    fns.create(
+        &PostParams::default(),
+        &function("dep", "def hello(e, c):\n    return 'ok'\n"),
+    )
+    .await
+    .expect("create");
+    let t: HttpTrigger = serde_json::from_value(json!({
+        "apiVersion": "kubeless.io/v1beta1", "kind": "HTTPTrigger",
+        "metadata": {"name": "dep-http"},
+        "spec": {"function-name": "dep", "host-name": "dep.example.com", "gateway": "nginx"}
+    }))
+    .expect("trigger");
+    env.api::<HttpTrigger>()
+        .create(&PostParams::default(), &t)
+        .await
+        .expect("http trigger");
+    let c: CronJobTrigger = serde_json::from_value(json!({
+        "apiVersion": "kubeless.io/v1beta1", "kind": "CronJobTrigger",
+        "metadata": {"name": "dep-cron"},
+        "spec": {"function-name": "dep", "schedule": "0 0 * * *"}
+    }))
+    .expect("cron");
+    env.api::<CronJobTrigger>()
+        .create(&PostParams::default(), &c)
+        .await
+        .expect("cron trigger");
+    let ings: Api<Ingress> = env.api();
+    let cjs: Api<CronJob> = env.api();
+    let ingress_port = |i: &Ingress| {
+        serde_json::to_value(i).expect("json")["spec"]["rules"][0]["http"]["paths"][0]["backend"]
+            ["service"]["port"]["number"]
+            .as_i64()
+    };
+    let cron_deadline = |c: &CronJob| {
+        serde_json::to_value(c).expect("json")["spec"]["jobTemplate"]["spec"]
+            ["activeDeadlineSeconds"]
+            .as_i64()
+    };
+    eventually("the Ingress and CronJob", 30, || async {
+        let i = ings.get_opt("dep-http").await.ok()??;
+        let c = cjs.get_opt("trigger-dep-cron").await.ok()??;
+        (ingress_port(&i) == Some(8080) && cron_deadline(&c) == Some(30)).then_some(())
+    })
+    .await;
+    let mut f = fns.get("dep").await.expect("get");
+    f.spec.timeout = "45".into();
+    f.spec.service["ports"][0]["port"] = json!(9090);
+    fns.replace("dep", &PostParams::default(), &f)
+        .await
+        .expect("update");
+    eventually("the Ingress and CronJob to follow", 15, || async {
+        let i = ings.get("dep-http").await.ok()?;
+        let c = cjs.get("trigger-dep-cron").await.ok()?;
+        let url = serde_json::to_value(&c).ok()?["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+            ["containers"][0]["command"][3]
+            .as_str()?
+            .to_string();
+        (ingress_port(&i) == Some(9090) && cron_deadline(&c) == Some(45) && url.ends_with(":9090"))
+            .then_some(())
+    })
+    .await;
+    env.stop().await;
+}
+
+/// A `kubeless-config` change is picked up without a restart and
+/// re-renders existing Functions; an invalid change is ignored (the last
+/// good settings stay) and the watch goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_changes_rerender_existing_functions() {
+    let Some(env) = Env::start("t", "config").await else {
+        return;
+    };
+    let fns: Api<Function> = env.api();
+    fns.create(
+        &PostParams::default(),
+        &function("conf", "def hello(e, c):\n    return 'ok'\n"),
+    )
+    .await
+    .expect("create");
+    let deps: Api<Deployment> = env.api();
+    let pod =
+        |d: &Deployment| serde_json::to_value(d).expect("json")["spec"]["template"]["spec"].clone();
+    eventually("the Deployment", 30, || async {
+        deps.get_opt("conf").await.ok()?
+    })
+    .await;
+    let cms: Api<ConfigMap> = env.api();
+    let set = |data: Value| {
+        let cms = cms.clone();
+        async move {
+            cms.patch(
+                "kubeless-config",
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "data": data })),
+            )
+            .await
+            .expect("patch kubeless-config");
+        }
+    };
+    set(json!({
+        "deployment": "{\"spec\": {\"template\": {\"spec\": {\"nodeSelector\": {\"disk\": \"ssd\"}}}}}",
+        "provision-image": "example.com/prepare:2",
+    }))
+    .await;
+    eventually("the Deployment to be re-rendered", 30, || async {
+        let p = pod(&deps.get("conf").await.ok()?);
+        (p["nodeSelector"] == json!({"disk": "ssd"})
+            && p["initContainers"][0]["image"] == "example.com/prepare:2")
+            .then_some(())
+    })
+    .await;
+    // Invalid (a misspelt Deployment field): nothing of it applies.
+    set(json!({
+        "deployment": "{\"spec\": {\"replica\": 3}}",
+        "provision-image": "example.com/prepare:3",
+    }))
+    .await;
+    // A bounded look for a change that must not happen.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let p = pod(&deps.get("conf").await.expect("get"));
+    assert_eq!(p["initContainers"][0]["image"], "example.com/prepare:2");
+    // A valid one afterwards still applies: the watch goes on.
+    set(json!({
+        "deployment": "{}",
+        "provision-image": "example.com/prepare:4",
+    }))
+    .await;
+    eventually("the next valid config", 30, || async {
+        let p = pod(&deps.get("conf").await.ok()?);
+        (p.get("nodeSelector").is_none()
+            && p["initContainers"][0]["image"] == "example.com/prepare:4")
+            .then_some(())
+    })
+    .await;
+    env.stop().await;
+}
+
+/// With controller-manager gone, a Function deleted (after its finalizer
+/// is removed, as `kubeless uninstall` does) takes its children with it:
+/// kube-controller-manager's garbage collector follows their owner
+/// references.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_collector_removes_the_children_of_a_deleted_function() {
+    let Some(mut env) = Env::start("t", "gc").await else {
+        return;
+    };
+    let fns: Api<Function> = env.api();
+    fns.create(
+        &PostParams::default(),
+        &function("orphan", "def hello(e, c):\n    return 'ok'\n"),
+    )
+    .await
+    .expect("create");
+    let deps: Api<Deployment> = env.api();
+    let svcs: Api<Service> = env.api();
+    let cms: Api<ConfigMap> = env.api();
+    eventually("the children", 30, || async {
+        deps.get_opt("orphan").await.ok()??;
+        svcs.get_opt("orphan").await.ok()??;
+        cms.get_opt("orphan").await.ok()?
+    })
+    .await;
+    eventually("the finalizer", 30, || async {
+        let f = fns.get("orphan").await.ok()?;
+        (!f.metadata.finalizers.unwrap_or_default().is_empty()).then_some(())
+    })
+    .await;
+    env.stop_controller().await;
+    fns.patch(
+        "orphan",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .expect("remove the finalizer");
+    fns.delete("orphan", &DeleteParams::background())
+        .await
+        .expect("delete");
+    eventually("the Function to be gone", 30, || async {
+        matches!(fns.get_opt("orphan").await, Ok(None)).then_some(())
+    })
+    .await;
+    eventually(
+        "the garbage collector to remove the children",
+        90,
+        || async {
+            let d = deps.get_opt("orphan").await.ok()?;
+            let s = svcs.get_opt("orphan").await.ok()?;
+            let c = cms.get_opt("orphan").await.ok()?;
+            (d.is_none() && s.is_none() && c.is_none()).then_some(())
+        },
+    )
+    .await;
+    env.stop().await;
+}
+
+/// controller-manager started while the API server cannot be reached
+/// waits for it (retrying with backoff) instead of exiting, then works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_waits_for_the_api_server_at_start() {
+    let Some(admin) = client().await else { return };
+    let mut cfg = Config::infer().await.expect("kubeconfig");
+    let upstream = format!(
+        "{}:{}",
+        cfg.cluster_url.host().unwrap_or("127.0.0.1"),
+        cfg.cluster_url.port_u16().unwrap_or(443)
+    );
+    // A port nobody listens on yet.
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    cfg.cluster_url = format!("https://127.0.0.1:{}", addr.port())
+        .parse()
+        .expect("url");
+    cfg.read_timeout = Some(Duration::from_secs(5));
+    let controller = Client::try_from(cfg).expect("client");
+    let env = Env::start_with(admin, controller, "t", "late").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !env.task.is_finished(),
+        "controller-manager exited instead of waiting for the API server"
+    );
+    let fns: Api<Function> = env.api();
+    fns.create(&PostParams::default(), &function("late", "x = 1\n"))
+        .await
+        .expect("create");
+    // The API server becomes reachable: the controller starts and catches up.
+    let listener = TcpListener::bind(addr).await.expect("bind");
+    let cut = CancellationToken::new();
+    let link = tokio::spawn(proxy(listener, upstream, cut.clone()));
+    let deps: Api<Deployment> = env.api();
+    eventually(
+        "the Deployment once the API server is reachable",
+        60,
+        || async { deps.get_opt("late").await.ok().flatten() },
+    )
+    .await;
+    env.stop().await;
+    cut.cancel();
+    let _ = link.await;
+}
+
+/// controller-manager works with nothing but its ServiceAccount's rights
+/// (deploy/kubeless.yaml's ClusterRole, and its leader-election Role):
+/// a Function with an autoscaler, an HTTP, a cron and a Kafka trigger are
+/// reconciled, their statuses written, and deleting the Function cleans
+/// up. Rights it does not need are not granted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_runs_with_its_service_account() {
+    let Some(admin) = client().await else { return };
+    k8s_support::install_crds(&admin).await;
+    let ns = format!("t-rbac-{}", std::process::id());
+    k8s_support::namespace(&admin, &ns).await;
+    // The leader-election Role of the install, in the test's namespace
+    // (where this controller keeps its Lease), bound to the same account.
+    let role = kubeless_controller::install::manifests("img")
+        .into_iter()
+        .find(|o| o["kind"] == "Role")
+        .expect("the install has a Role");
+    let mut role = role;
+    role["metadata"]["namespace"] = json!(ns);
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": role["metadata"]["name"], "namespace": ns},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                    "name": role["metadata"]["name"]},
+        "subjects": [{"kind": "ServiceAccount", "name": "controller-acct", "namespace": "kubeless"}]
+    });
+    for (o, plural) in [(&role, "roles"), (&binding, "rolebindings")] {
+        let gvk = GroupVersionKind::gvk(
+            "rbac.authorization.k8s.io",
+            "v1",
+            o["kind"].as_str().expect("kind"),
+        );
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            admin.clone(),
+            &ns,
+            &ApiResource::from_gvk_with_plural(&gvk, plural),
+        );
+        let obj: DynamicObject = serde_json::from_value(o.clone()).expect("object");
+        api.patch(
+            obj.metadata.name.as_deref().expect("name"),
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&obj),
+        )
+        .await
+        .expect("apply rbac");
+    }
+    let sa = k8s_support::service_account_client(&admin, "kubeless", "controller-acct").await;
+    // Least privilege: what the controller never uses is refused.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(sa.clone(), &ns);
+    assert!(
+        matches!(pods.list(&ListParams::default()).await, Err(kube::Error::Api(s)) if s.code == 403),
+        "the controller's account can list pods"
+    );
+    let crds: Api<CustomResourceDefinition> = Api::all(sa.clone());
+    assert!(
+        matches!(crds.get("functions.kubeless.io").await, Err(kube::Error::Api(s)) if s.code == 403),
+        "the controller's account can read CRDs"
+    );
+    let env = Env::start_with_options(admin, sa, "t", "rbac", |o| {
+        o.leader_election = Some(kubeless_controller::lease::Timing::default());
+    })
+    .await;
+    assert_eq!(env.ns, ns);
+    let fns: Api<Function> = env.api();
+    let mut f = function("ruled", "def hello(e, c):\n    return 'ok'\n");
+    f.metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert("topic".into(), "orders".into());
+    f.spec.horizontal_pod_autoscaler = json!({
+        "metadata": {"name": "ruled"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "ruled"},
+                 "minReplicas": 1, "maxReplicas": 2,
+                 "metrics": [{"type": "Resource", "resource": {"name": "cpu", "targetAverageUtilization": 50}}]}
+    });
+    fns.create(&PostParams::default(), &f)
+        .await
+        .expect("create");
+    let http: HttpTrigger = serde_json::from_value(json!({
+        "apiVersion": "kubeless.io/v1beta1", "kind": "HTTPTrigger",
+        "metadata": {"name": "ruled"},
+        "spec": {"function-name": "ruled", "host-name": "ruled.example.com"}
+    }))
+    .expect("http");
+    env.api::<HttpTrigger>()
+        .create(&PostParams::default(), &http)
+        .await
+        .expect("http trigger");
+    let cron: CronJobTrigger = serde_json::from_value(json!({
+        "apiVersion": "kubeless.io/v1beta1", "kind": "CronJobTrigger",
+        "metadata": {"name": "ruled"},
+        "spec": {"function-name": "ruled", "schedule": "0 0 * * *"}
+    }))
+    .expect("cron");
+    env.api::<CronJobTrigger>()
+        .create(&PostParams::default(), &cron)
+        .await
+        .expect("cron trigger");
+    let kafka: kubeless_controller::resources::KafkaTrigger = serde_json::from_value(json!({
+        "apiVersion": "kubeless.io/v1beta1", "kind": "KafkaTrigger",
+        "metadata": {"name": "ruled"},
+        "spec": {"topic": "orders", "functionSelector": {"matchLabels": {"topic": "orders"}}}
+    }))
+    .expect("kafka");
+    let kafkas: Api<kubeless_controller::resources::KafkaTrigger> = env.api();
+    kafkas
+        .create(&PostParams::default(), &kafka)
+        .await
+        .expect("kafka trigger");
+    let deps: Api<Deployment> = env.api();
+    let hpas: Api<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler> = env.api();
+    let ings: Api<Ingress> = env.api();
+    let cjs: Api<CronJob> = env.api();
+    eventually(
+        "every object, written with the account's rights",
+        60,
+        || async {
+            deps.get_opt("ruled").await.ok()??;
+            env.api::<Service>().get_opt("ruled").await.ok()??;
+            env.api::<ConfigMap>().get_opt("ruled").await.ok()??;
+            hpas.get_opt("ruled").await.ok()??;
+            ings.get_opt("ruled").await.ok()??;
+            cjs.get_opt("trigger-ruled").await.ok()?
+        },
+    )
+    .await;
+    eventually("the statuses", 60, || async {
+        let f = fns.get("ruled").await.ok()?;
+        let h = env.api::<HttpTrigger>().get("ruled").await.ok()?;
+        let c = env.api::<CronJobTrigger>().get("ruled").await.ok()?;
+        let k = kafkas.get("ruled").await.ok()?;
+        (f.status.is_some_and(|s| s.observed_generation == 1)
+            && h.status.is_some_and(|s| s.state == "Ready")
+            && c.status.is_some_and(|s| s.state == "Ready")
+            && k.status.is_some_and(|s| !s.state.is_empty()))
+        .then_some(())
+    })
+    .await;
+    // The Lease was taken with the Role's rights.
+    let lease: Api<k8s_openapi::api::coordination::v1::Lease> = env.api();
+    let held = lease
+        .get(kubeless_controller::LEASE_NAME)
+        .await
+        .expect("the lease");
+    assert_eq!(
+        held.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some("t-test-rbac")
+    );
+    fns.delete("ruled", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually("the cleanup", 60, || async {
+        let gone = fns.get_opt("ruled").await.ok()?.is_none()
+            && deps.get_opt("ruled").await.ok()?.is_none()
+            && ings.get_opt("ruled").await.ok()?.is_none()
+            && cjs.get_opt("trigger-ruled").await.ok()?.is_none();
+        gone.then_some(())
+    })
+    .await;
+    env.stop().await;
 }

@@ -148,11 +148,24 @@ impl Env {
 
     /// With separate clients for the test (`admin`) and the controller.
     pub async fn start_with(admin: Client, controller: Client, prefix: &str, name: &str) -> Env {
+        Env::start_with_options(admin, controller, prefix, name, |_| {}).await
+    }
+
+    /// As [`Env::start_with`], with the controller's options adjusted by
+    /// `adjust` (after the namespace exists, before the controller starts).
+    pub async fn start_with_options(
+        admin: Client,
+        controller: Client,
+        prefix: &str,
+        name: &str,
+        adjust: impl FnOnce(&mut kubeless_controller::Options),
+    ) -> Env {
         install_crds(&admin).await;
         let ns = format!("{prefix}-{name}-{}", std::process::id());
         namespace(&admin, &ns).await;
-        let (stop, task) =
-            spawn_controller(controller, options(&ns, &format!("{prefix}-test-{name}")));
+        let mut opts = options(&ns, &format!("{prefix}-test-{name}"));
+        adjust(&mut opts);
+        let (stop, task) = spawn_controller(controller, opts);
         Env {
             client: admin,
             ns,
@@ -168,12 +181,52 @@ impl Env {
         Api::namespaced(self.client.clone(), &self.ns)
     }
 
+    /// Stop the controller only (the namespace stays); [`Env::stop`]
+    /// afterwards removes the namespace.
+    pub async fn stop_controller(&mut self) {
+        self.stop.cancel();
+        // Swap in a finished task so `stop` never awaits this one twice.
+        let task = std::mem::replace(&mut self.task, tokio::spawn(async {}));
+        let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+    }
+
     pub async fn stop(self) {
         self.stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(15), self.task).await;
         let nss: Api<Namespace> = Api::all(self.client.clone());
         let _ = nss.delete(&self.ns, &DeleteParams::default()).await;
     }
+}
+
+/// A client authenticated as ServiceAccount `namespace/name` with a token
+/// from the TokenRequest API (what a pod running as it would get).
+pub async fn service_account_client(admin: &Client, namespace: &str, name: &str) -> Client {
+    use k8s_openapi::api::authentication::v1::TokenRequest;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let request: TokenRequest =
+        serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 3600}}))
+            .expect("token request");
+    let token = Api::<ServiceAccount>::namespaced(admin.clone(), namespace)
+        .create_token_request(name, &PostParams::default(), &request)
+        .await
+        .expect("a token for the service account")
+        .status
+        .expect("token status")
+        .token;
+    let path = std::env::var("KUBECONFIG").expect("KUBECONFIG");
+    let text = std::fs::read_to_string(&path).expect("kubeconfig");
+    let mut kc: serde_yaml::Value = serde_yaml::from_str(&text).expect("kubeconfig yaml");
+    kc["users"] =
+        serde_yaml::to_value(json!([{"name": "sa", "user": {"token": token}}])).expect("users");
+    for c in kc["contexts"].as_sequence_mut().expect("contexts") {
+        c["context"]["user"] = serde_yaml::Value::String("sa".into());
+    }
+    let kc = kube::config::Kubeconfig::from_yaml(&serde_yaml::to_string(&kc).expect("yaml"))
+        .expect("kubeconfig");
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("service account config");
+    Client::try_from(cfg).expect("service account client")
 }
 
 /// The built `kubeless` (target/<profile>/kubeless).
