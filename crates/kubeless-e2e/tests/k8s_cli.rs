@@ -325,3 +325,289 @@ async fn get_server_config_reads_the_configmap() {
     assert!(!missing.status.success());
     let _ = nss.delete(&ns, &DeleteParams::default()).await;
 }
+
+/// Run and require failure; answers stderr.
+async fn fails(args: &[&str]) -> String {
+    let out = kubeless(args, &[]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success(),
+        "kubeless {args:?} succeeded\nstderr: {stderr}"
+    );
+    stderr
+}
+
+/// Bad input never reaches the cluster: `function deploy/update` and
+/// `apply -f` check objects as the embedded server does, with its
+/// messages, before anything is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_refuses_invalid_objects_before_sending() {
+    let Some(env) = Env::start("cli", "invalid").await else {
+        return;
+    };
+    let ns = env.ns.as_str();
+    let dir = tempfile::tempdir().expect("tmp");
+    let code = dir.path().join("hello.py");
+    std::fs::write(&code, "def hello(event, context):\n    return 'hi'\n").expect("code");
+    let code = code.to_str().expect("utf-8 path");
+    let fns: Api<Function> = env.api();
+
+    let err = fails(&[
+        "function",
+        "deploy",
+        "bad",
+        "--runtime",
+        "python3.11",
+        "--handler",
+        "nodot",
+        "--from-file",
+        code,
+        "-n",
+        ns,
+    ])
+    .await;
+    assert!(err.contains("Failed to deploy bad. Received:"), "{err}");
+    assert!(
+        err.contains(r#"spec.handler: \"nodot\" must be exactly <module>.<function> with one dot"#),
+        "{err}"
+    );
+    assert!(!err.contains("Deploying function..."), "{err}");
+    assert!(fns.get_opt("bad").await.expect("get").is_none());
+
+    ok(
+        &[
+            "function",
+            "deploy",
+            "good",
+            "--runtime",
+            "python3.11",
+            "--handler",
+            "hello.hello",
+            "--from-file",
+            code,
+            "-n",
+            ns,
+        ],
+        &[],
+    )
+    .await;
+    let err = fails(&["function", "update", "good", "--timeout", "soon", "-n", ns]).await;
+    assert!(err.contains("Failed to update good. Received:"), "{err}");
+    assert!(
+        err.contains(r#"spec.timeout: \"soon\" must be a positive whole number of seconds"#),
+        "{err}"
+    );
+    assert_eq!(fns.get("good").await.expect("get").spec.timeout, "180");
+
+    // apply -f: every object is checked first; one bad one and nothing is
+    // applied, the good trigger before it included.
+    let manifest = dir.path().join("objects.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: kubeless.io/v1beta1\nkind: HTTPTrigger\nmetadata: {name: first}\nspec: {function-name: good}\n---\napiVersion: kubeless.io/v1beta1\nkind: Function\nmetadata: {name: broken}\nspec: {handler: a.b, runtime: cobol85, function: x, checksum: 'sha256:abc'}\n",
+    )
+    .expect("manifest");
+    let err = fails(&["apply", "-f", manifest.to_str().expect("path"), "-n", ns]).await;
+    assert!(
+        err.contains(
+            r#"error applying function.kubeless.io/broken: Function \"broken\" is invalid:"#
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains(r#"spec.runtime: unknown runtime \"cobol85\""#),
+        "{err}"
+    );
+    assert!(err.contains("spec.checksum: "), "{err}");
+    assert!(
+        env.api::<HttpTrigger>()
+            .get_opt("first")
+            .await
+            .expect("get")
+            .is_none(),
+        "nothing is applied when one object is invalid"
+    );
+    env.stop().await;
+}
+
+/// The Kubeless example manifests (tests/fixtures/kubeless) go through
+/// `kubeless apply -f` as they are, and the trigger lists read back what
+/// was applied, for every kind; Kinesis triggers are managed by the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubeless_examples_apply_and_list() {
+    let Some(env) = Env::start("cli", "examples").await else {
+        return;
+    };
+    let ns = env.ns.as_str();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/kubeless");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("fixtures")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    for f in &files {
+        let (out, _) = ok(&["apply", "-f", f.to_str().expect("path"), "-n", ns], &[]).await;
+        assert!(out.contains(" created"), "{}: {out}", f.display());
+    }
+    let (out, _) = ok(&["function", "ls", "-n", ns], &[]).await;
+    for name in [
+        "get-python",
+        "get-ruby",
+        "get-nodejs-zip",
+        "get-php-tgz",
+        "get-python-url",
+        "get-go-url-zip",
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.split_whitespace().next() == Some(name)),
+            "{name} in\n{out}"
+        );
+    }
+    let rows = |out: &str| -> Vec<Vec<String>> {
+        out.lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().map(str::to_string).collect())
+            .filter(|r: &Vec<String>| !r.is_empty())
+            .collect()
+    };
+    let (out, _) = ok(&["trigger", "http", "ls", "-n", ns], &[]).await;
+    assert_eq!(rows(&out), [["get-python", ns, "get-python"]], "{out}");
+    let (out, _) = ok(&["trigger", "cronjob", "ls", "-n", ns], &[]).await;
+    assert_eq!(
+        rows(&out),
+        [[
+            "scheduled-get-python",
+            ns,
+            "*/5",
+            "*",
+            "*",
+            "*",
+            "*",
+            "get-python"
+        ]],
+        "{out}"
+    );
+    let (out, _) = ok(&["trigger", "kafka", "ls", "-n", ns], &[]).await;
+    assert_eq!(
+        rows(&out),
+        [[
+            "s3-python-kafka-trigger",
+            ns,
+            "s3-python",
+            "created-by=kubeless,topic=s3-python"
+        ]],
+        "{out}"
+    );
+    let (out, _) = ok(&["trigger", "nats", "ls", "-n", ns], &[]).await;
+    assert_eq!(
+        rows(&out),
+        [[
+            "pubsub-python-nats",
+            ns,
+            "test",
+            "created-by=kubeless,topic=nats-topic-test"
+        ]],
+        "{out}"
+    );
+    let (out, _) = ok(&["trigger", "kinesis", "ls", "-n", ns], &[]).await;
+    assert!(
+        out.starts_with("NAME") && out.contains("REGION") && out.contains("SHARD"),
+        "{out}"
+    );
+    assert_eq!(
+        rows(&out),
+        [[
+            "kinesis-trigger",
+            ns,
+            "us-west-2",
+            "my-kinesis-stream",
+            "shardId-000000000000",
+            "get-python"
+        ]],
+        "{out}"
+    );
+
+    // trigger kinesis create/update/delete: the function and the secret
+    // must exist.
+    let kinesis = [
+        "trigger",
+        "kinesis",
+        "create",
+        "orders",
+        "--function-name",
+        "get-python",
+        "--aws-region",
+        "eu-west-1",
+        "--shard-id",
+        "shardId-000000000001",
+        "--stream",
+        "orders",
+        "--secret",
+        "aws-keys",
+        "-n",
+        ns,
+    ];
+    let err = fails(&kinesis).await;
+    assert!(err.contains("Unable to find Secret aws-keys"), "{err}");
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "metadata": {"name": "aws-keys"},
+        "stringData": {"aws_access_key_id": "id", "aws_secret_access_key": "key"}
+    }))
+    .expect("secret");
+    env.api::<k8s_openapi::api::core::v1::Secret>()
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("secret");
+    let (_, err) = ok(&kinesis, &[]).await;
+    assert!(
+        err.contains(&format!(
+            "Kinesis trigger orders created in namespace {ns} successfully!"
+        )),
+        "{err}"
+    );
+    ok(
+        &[
+            "trigger",
+            "kinesis",
+            "update",
+            "orders",
+            "--stream",
+            "orders-v2",
+            "-n",
+            ns,
+        ],
+        &[],
+    )
+    .await;
+    let (out, _) = ok(&["trigger", "kinesis", "ls", "-n", ns], &[]).await;
+    assert!(
+        rows(&out).contains(&vec![
+            "orders".to_string(),
+            ns.to_string(),
+            "eu-west-1".to_string(),
+            "orders-v2".to_string(),
+            "shardId-000000000001".to_string(),
+            "get-python".to_string()
+        ]),
+        "{out}"
+    );
+    ok(&["trigger", "kinesis", "delete", "orders", "-n", ns], &[]).await;
+    let (out, _) = ok(&["trigger", "kinesis", "ls", "-n", ns], &[]).await;
+    assert!(!out.contains("orders"), "{out}");
+    let err = fails(&[
+        "trigger",
+        "kinesis",
+        "publish",
+        "--stream",
+        "orders",
+        "--records",
+        "x",
+    ])
+    .await;
+    assert_eq!(err.lines().count(), 1, "one line saying why: {err}");
+    assert!(err.contains("does not talk to AWS"), "{err}");
+    let err = fails(&["trigger", "kinesis", "create-stream", "--stream-name", "s"]).await;
+    assert!(err.contains("does not talk to AWS"), "{err}");
+    env.stop().await;
+}
