@@ -41,29 +41,28 @@ function frame(parts) {
 
 // Encodes a whole RESPONSE frame (length prefix included) into one buffer
 // sized up front: one allocation and one socket write per response.
+// `headers` is a flat [name, value, name, value, ...] list of strings.
 function encodeResponse(id, outcome, status, headers, body, error) {
-  const pairs = headers.map(([name, value]) => [Buffer.from(name, 'latin1'), Buffer.from(String(value), 'latin1')]);
   const bodyBuf = body || EMPTY;
   const errorBuf = error ? Buffer.from(error, 'utf8') : EMPTY;
   let size = 4 + 1 + 8 + 1 + 2 + 4 + 4 + bodyBuf.length + 4 + errorBuf.length;
-  for (const [n, v] of pairs) size += 8 + n.length + v.length;
+  for (let i = 0; i < headers.length; i++) size += 4 + Buffer.byteLength(headers[i], 'latin1');
   const out = Buffer.allocUnsafe(size);
   let pos = out.writeUInt32BE(size - 4, 0);
   pos = out.writeUInt8(KIND_RESPONSE, pos);
   pos = out.writeBigUInt64BE(id, pos);
   pos = out.writeUInt8(outcome, pos);
   pos = out.writeUInt16BE(status, pos);
-  pos = out.writeUInt32BE(pairs.length, pos);
-  const put = (buf) => {
-    pos = out.writeUInt32BE(buf.length, pos);
-    pos += buf.copy(out, pos);
-  };
-  for (const [n, v] of pairs) {
-    put(n);
-    put(v);
+  pos = out.writeUInt32BE(headers.length / 2, pos);
+  for (let i = 0; i < headers.length; i++) {
+    const n = out.write(headers[i], pos + 4, 'latin1');
+    out.writeUInt32BE(n, pos);
+    pos += 4 + n;
   }
-  put(bodyBuf);
-  put(errorBuf);
+  pos = out.writeUInt32BE(bodyBuf.length, pos);
+  pos += bodyBuf.copy(out, pos);
+  pos = out.writeUInt32BE(errorBuf.length, pos);
+  errorBuf.copy(out, pos);
   return out;
 }
 
@@ -109,115 +108,144 @@ function parseQuery(qs) {
   return out;
 }
 
-// A small, express-like request object.
-function makeRequest(r) {
-  const url = r.query ? `${r.path}?${r.query}` : r.path;
-  return {
-    method: r.method,
-    url,
-    originalUrl: url,
-    path: r.path,
-    headers: r.headers,
-    query: parseQuery(r.query),
-    body: r.body,
-    get(name) {
-      return r.headers[String(name).toLowerCase()];
-    },
-    header(name) {
-      return r.headers[String(name).toLowerCase()];
-    },
-  };
+// A small, express-like request object. Methods live on the prototype and
+// the query string is parsed on first use: nothing per request that the
+// handler does not ask for.
+class Request {
+  constructor(r) {
+    const url = r.query ? `${r.path}?${r.query}` : r.path;
+    this.method = r.method;
+    this.url = url;
+    this.originalUrl = url;
+    this.path = r.path;
+    this.headers = r.headers;
+    this.body = r.body;
+    this._qs = r.query;
+    this._query = undefined;
+  }
+
+  get query() {
+    if (this._query === undefined) this._query = this._qs ? parseQuery(this._qs) : {};
+    return this._query;
+  }
+
+  set query(value) {
+    this._query = value;
+  }
+
+  get(name) {
+    return this.headers[String(name).toLowerCase()];
+  }
+
+  header(name) {
+    return this.get(name);
+  }
 }
 
 // A small, express-like response object. Whatever the handler sets on it is
 // what the client gets.
-function makeResponse() {
-  const res = {
-    statusCode: 200,
-    headers: {},
-    chunks: [],
-    used: false,
-    headersSent: false,
-    finished: false,
-    status(code) {
-      this.used = true;
-      this.statusCode = Number(code);
-      return this;
-    },
-    sendStatus(code) {
-      return this.status(code).send(String(code));
-    },
-    set(name, value) {
-      this.used = true;
-      if (typeof name === 'object' && name !== null) {
-        for (const k of Object.keys(name)) this.set(k, name[k]);
-      } else {
-        this.headers[String(name).toLowerCase()] = Array.isArray(value) ? value.map(String) : String(value);
-      }
-      return this;
-    },
-    header(name, value) {
-      return this.set(name, value);
-    },
-    setHeader(name, value) {
-      this.set(name, value);
-    },
-    get(name) {
-      return this.headers[String(name).toLowerCase()];
-    },
-    getHeader(name) {
-      return this.get(name);
-    },
-    removeHeader(name) {
-      delete this.headers[String(name).toLowerCase()];
-    },
-    type(value) {
-      const short = { json: 'application/json', html: 'text/html', text: 'text/plain' };
-      return this.set('content-type', short[value] || value);
-    },
-    writeHead(code, headers) {
-      this.status(code);
-      if (headers) this.set(headers);
-      return this;
-    },
-    write(chunk) {
-      this.used = true;
-      this.chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk));
-      return true;
-    },
-    end(chunk) {
-      if (chunk !== undefined && chunk !== null) this.write(chunk);
-      this.used = true;
-      this.finished = true;
-      this.headersSent = true;
-      return this;
-    },
-    send(body) {
-      if (body === undefined || body === null) return this.end();
-      if (Buffer.isBuffer(body)) {
-        if (!this.get('content-type')) this.set('content-type', 'application/octet-stream');
-        return this.end(body);
-      }
-      if (typeof body === 'object') return this.json(body);
-      if (!this.get('content-type')) this.set('content-type', 'text/html; charset=utf-8');
-      return this.end(String(body));
-    },
-    json(obj) {
-      if (!this.get('content-type')) this.set('content-type', 'application/json; charset=utf-8');
-      const text = JSON.stringify(obj);
-      return this.end(text === undefined ? '' : text);
-    },
-  };
-  return res;
+class Response {
+  constructor() {
+    this.statusCode = 200;
+    this.headers = {};
+    this.chunks = [];
+    this.used = false;
+    this.headersSent = false;
+    this.finished = false;
+  }
+
+  status(code) {
+    this.used = true;
+    this.statusCode = Number(code);
+    return this;
+  }
+
+  sendStatus(code) {
+    return this.status(code).send(String(code));
+  }
+
+  set(name, value) {
+    this.used = true;
+    if (typeof name === 'object' && name !== null) {
+      for (const k of Object.keys(name)) this.set(k, name[k]);
+    } else {
+      this.headers[String(name).toLowerCase()] = Array.isArray(value) ? value.map(String) : String(value);
+    }
+    return this;
+  }
+
+  header(name, value) {
+    return this.set(name, value);
+  }
+
+  setHeader(name, value) {
+    this.set(name, value);
+  }
+
+  get(name) {
+    return this.headers[String(name).toLowerCase()];
+  }
+
+  getHeader(name) {
+    return this.get(name);
+  }
+
+  removeHeader(name) {
+    delete this.headers[String(name).toLowerCase()];
+  }
+
+  type(value) {
+    const short = { json: 'application/json', html: 'text/html', text: 'text/plain' };
+    return this.set('content-type', short[value] || value);
+  }
+
+  writeHead(code, headers) {
+    this.status(code);
+    if (headers) this.set(headers);
+    return this;
+  }
+
+  write(chunk) {
+    this.used = true;
+    this.chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk));
+    return true;
+  }
+
+  end(chunk) {
+    if (chunk !== undefined && chunk !== null) this.write(chunk);
+    this.used = true;
+    this.finished = true;
+    this.headersSent = true;
+    return this;
+  }
+
+  send(body) {
+    if (body === undefined || body === null) return this.end();
+    if (Buffer.isBuffer(body)) {
+      if (!this.get('content-type')) this.set('content-type', 'application/octet-stream');
+      return this.end(body);
+    }
+    if (typeof body === 'object') return this.json(body);
+    if (!this.get('content-type')) this.set('content-type', 'text/html; charset=utf-8');
+    return this.end(String(body));
+  }
+
+  json(obj) {
+    if (!this.get('content-type')) this.set('content-type', 'application/json; charset=utf-8');
+    const text = JSON.stringify(obj);
+    return this.end(text === undefined ? '' : text);
+  }
 }
 
-function headerList(headers) {
+// Response headers as the flat [name, value, ...] list encodeResponse takes.
+function headerList(headers, extraName, extraValue) {
   const out = [];
   for (const name of Object.keys(headers)) {
     const value = headers[name];
-    if (Array.isArray(value)) for (const v of value) out.push([name, v]);
-    else out.push([name, value]);
+    if (Array.isArray(value)) for (const v of value) out.push(name, String(v));
+    else out.push(name, String(value));
   }
+  if (extraName !== undefined && headers[extraName] === undefined) out.push(extraName, extraValue);
   return out;
 }
 
@@ -257,14 +285,16 @@ function load() {
   return { handler };
 }
 
-function encodeResult(res, result) {
-  if (res.finished) {
-    return { status: res.statusCode, headers: res.headers, body: Buffer.concat(res.chunks) };
-  }
-  const headers = Object.assign({}, res.headers);
+const JSON_TYPE = 'application/json; charset=utf-8';
+
+// The RESPONSE frame for what the handler returned (or put in `res`).
+function encodeResult(id, res, result) {
   let body;
-  if (result === undefined) {
+  let type;
+  if (res.finished) {
     body = Buffer.concat(res.chunks);
+  } else if (result === undefined) {
+    body = res.chunks.length ? Buffer.concat(res.chunks) : EMPTY;
   } else if (typeof result === 'string') {
     body = Buffer.from(result);
   } else if (Buffer.isBuffer(result)) {
@@ -273,12 +303,21 @@ function encodeResult(res, result) {
     // Objects, null, numbers, booleans: JSON, like Kubeless' res.json().
     const text = JSON.stringify(result);
     body = Buffer.from(text === undefined ? '' : text);
-    if (!headers['content-type']) headers['content-type'] = 'application/json; charset=utf-8';
+    type = JSON_TYPE;
   }
-  return { status: res.statusCode, headers, body };
+  const headers = type === undefined ? headerList(res.headers) : headerList(res.headers, 'content-type', type);
+  return encodeResponse(id, OUTCOME_OK, res.statusCode, headers, body, '');
 }
 
-async function invoke(handler, context, r) {
+function failed(id, err) {
+  console.error('Function returned an exception');
+  console.error(err && err.stack ? err.stack : err);
+  return encodeResponse(id, OUTCOME_HANDLER_ERROR, 500, [], null, '');
+}
+
+// Calls the handler. Returns the response frame, or a promise of it when
+// the handler returned one: a synchronous handler costs no promise.
+function invoke(handler, context, r) {
   let data = {};
   if (r.body.length > 0) {
     if (isJson(r.headers['content-type'])) {
@@ -291,8 +330,8 @@ async function invoke(handler, context, r) {
       data = r.body.toString('utf8');
     }
   }
-  const req = makeRequest(r);
-  const res = makeResponse();
+  const req = new Request(r);
+  const res = new Response();
   const event = {
     'event-type': r.headers['event-type'],
     'event-id': r.headers['event-id'],
@@ -301,14 +340,29 @@ async function invoke(handler, context, r) {
     data,
     extensions: { request: req, response: res },
   };
+  const id = r.id;
+  let result;
   try {
-    const result = await handler(event, context);
-    const out = encodeResult(res, result);
-    return encodeResponse(r.id, OUTCOME_OK, out.status, headerList(out.headers), out.body, '');
+    result = handler(event, context);
   } catch (err) {
-    console.error('Function returned an exception');
-    console.error(err && err.stack ? err.stack : err);
-    return encodeResponse(r.id, OUTCOME_HANDLER_ERROR, 500, [], null, '');
+    return failed(id, err);
+  }
+  if (result !== null && typeof result === 'object' && typeof result.then === 'function') {
+    return Promise.resolve(result).then(
+      (value) => settle(id, res, value),
+      (err) => failed(id, err)
+    );
+  }
+  return settle(id, res, result);
+}
+
+// encodeResult, with a result that cannot be encoded (a circular object,
+// say) answered as a handler error.
+function settle(id, res, result) {
+  try {
+    return encodeResult(id, res, result);
+  } catch (err) {
+    return failed(id, err);
   }
 }
 
@@ -345,8 +399,9 @@ function main() {
           console.error(`kubeless worker: unexpected message kind ${payload[0]}`);
           process.exit(2);
         }
-        const r = decodeRequest(payload);
-        invoke(handler, context, r).then((out) => socket.write(out));
+        const out = invoke(handler, context, decodeRequest(payload));
+        if (Buffer.isBuffer(out)) socket.write(out);
+        else out.then((frameOut) => socket.write(frameOut));
       }
     });
   });
