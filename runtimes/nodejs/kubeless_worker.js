@@ -387,12 +387,16 @@ function main() {
     };
     socket.write(frame([Buffer.from([KIND_READY])]));
 
+    // Requests are answered one at a time, in order, even when a handler
+    // returns a promise: the host may queue the next request in the socket
+    // while this one runs, and relies on the oldest unanswered request
+    // being the only one in a handler.
     let buffered = Buffer.alloc(0);
-    socket.on('data', (chunk) => {
-      buffered = buffered.length ? Buffer.concat([buffered, chunk]) : chunk;
-      while (buffered.length >= 4) {
+    let busy = false;
+    const next = () => {
+      while (!busy && buffered.length >= 4) {
         const n = buffered.readUInt32BE(0);
-        if (buffered.length < 4 + n) break;
+        if (buffered.length < 4 + n) return;
         const payload = buffered.subarray(4, 4 + n);
         buffered = buffered.subarray(4 + n);
         if (payload[0] !== KIND_REQUEST) {
@@ -400,9 +404,21 @@ function main() {
           process.exit(2);
         }
         const out = invoke(handler, context, decodeRequest(payload));
-        if (Buffer.isBuffer(out)) socket.write(out);
-        else out.then((frameOut) => socket.write(frameOut));
+        if (Buffer.isBuffer(out)) {
+          socket.write(out);
+        } else {
+          busy = true;
+          out.then((frameOut) => {
+            socket.write(frameOut);
+            busy = false;
+            next();
+          });
+        }
       }
+    };
+    socket.on('data', (chunk) => {
+      buffered = buffered.length ? Buffer.concat([buffered, chunk]) : chunk;
+      next();
     });
   });
 }

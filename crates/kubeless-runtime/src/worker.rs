@@ -2,17 +2,19 @@
 //!
 //! Flow: the host binds a fresh Unix socket in the runtime directory,
 //! spawns the worker program (an interpreter on the embedded worker script,
-//! or the compiled Go/Java worker) in its own process group, accepts exactly one connection, removes the socket file and
-//! waits for the worker's `READY` (or `LOAD_FAILED`). After that the host
-//! sends one request at a time and reads one response per request.
+//! or the compiled Go/Java worker) in its own process group, accepts
+//! exactly one connection, removes the socket file and waits for the
+//! worker's `READY` (or `LOAD_FAILED`). After that the host writes requests
+//! (at most [`QUEUE_DEPTH`] unanswered at once) and a reader task takes the
+//! answers, which come one per request, in order.
 //!
-//! Guarantees: a `Worker` value owns its process; dropping it kills the
-//! whole process group (the user's code may have started children), so a
-//! stuck or broken worker can never outlive the handle. The worker itself
-//! exits when the socket closes, which covers a host that died without
-//! running destructors.
+//! Guarantees: a worker's process group is killed when its connection
+//! fails, when a request it runs times out, or when the host stops it, and
+//! the process is always reaped, so a stuck or broken worker can never
+//! outlive the host's handle. The worker itself exits when the socket
+//! closes, which covers a host that died without running destructors.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -20,15 +22,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use std::future::Future;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes, BytesMut};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixListener;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
 
 use crate::compile;
 use crate::config::{Config, Language};
@@ -171,33 +173,87 @@ impl WorkerSpec {
 /// Why [`Worker::call`] produced no response.
 #[derive(Debug, PartialEq, Eq)]
 pub enum CallFailure {
-    /// Not a byte of the request was written: the worker was already gone,
-    /// so the request can safely go to another worker.
+    /// The worker never started on the request (it was gone before reading
+    /// it, or the request was queued behind one it died on), so the request
+    /// can safely go to another worker.
     NotSent(String),
     /// The worker failed with the request (possibly) in its hands.
     Broken(String),
+    /// The deadline passed. `killed`: the worker was running the request
+    /// and has been killed; otherwise the request was still waiting (for
+    /// the connection, or queued behind another request).
+    TimedOut { killed: bool },
 }
 
-/// A running worker with the handler loaded.
+/// Most requests a worker holds at once: the one it runs plus the ones
+/// queued in its socket. A queued request is read as soon as the worker
+/// has answered the previous one, so a busy worker goes from one request
+/// to the next without sleeping in between (a sleep and a wake-up cost
+/// more than a small handler does).
+pub const QUEUE_DEPTH: usize = 2;
+
+/// A running worker with the handler loaded, shared by the pool and the
+/// requests queued on it.
+///
+/// Requests are written in order and the worker answers them in order, one
+/// at a time (every worker processes requests sequentially), so the oldest
+/// unanswered request is the only one the worker can be running. A task
+/// ([`Worker::read_loop`]) reads the answers and hands each to its request;
+/// when the connection fails it kills the worker, fails the oldest request
+/// as possibly started and every later one as never started.
 pub struct Worker {
     pid: u32,
-    child: Child,
-    stream: UnixStream,
-    /// Bytes read from the worker and not yet decoded. Frames are read
-    /// with as few `recv`s as the kernel allows (usually one per response)
-    /// instead of one for the length and one for the payload.
-    buf: BytesMut,
-    next_id: u64,
+    /// Frames are written under this lock, in the order of `pending`.
+    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    state: Mutex<State>,
+    /// Set once the process has been reaped.
+    exited: tokio::sync::watch::Receiver<bool>,
+    /// Notified whenever an answer frees a place in the queue.
+    room: Arc<tokio::sync::Notify>,
     live: LivePids,
     pid_file: Option<PathBuf>,
 }
 
+struct State {
+    next_id: u64,
+    /// Requests written and not yet answered, oldest first.
+    pending: VecDeque<Pending>,
+    /// Since when the oldest pending request has been the worker's (it was
+    /// written to an idle worker, or the one before it was answered).
+    head_since: tokio::time::Instant,
+    /// Why the worker takes no more requests.
+    closed: Option<String>,
+    /// A graceful stop was asked for: the worker may close its socket
+    /// before it exits, and must be given the time to.
+    stopping: bool,
+}
+
+struct Pending {
+    id: u64,
+    /// Dropped by a request that gave up waiting; the answer is discarded.
+    reply: oneshot::Sender<Result<Response, CallFailure>>,
+}
+
+/// What [`Worker::start`] returns: the loaded worker and the task that
+/// reads its answers, which the caller runs (on its task tracker) for as
+/// long as the worker lives.
+pub struct Started {
+    pub worker: Arc<Worker>,
+    pub reader: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
 impl Worker {
     /// Starts worker number `n` and waits until it has loaded the handler.
-    pub async fn start(spec: &WorkerSpec, n: u64, live: LivePids) -> Result<Worker, Error> {
+    pub async fn start(
+        spec: &WorkerSpec,
+        n: u64,
+        live: LivePids,
+        room: Arc<tokio::sync::Notify>,
+    ) -> Result<Started, Error> {
         let socket = spec.socket_dir.join(format!("worker-{n}.sock"));
         let spawn_error = |source| Error::SpawnWorker {
             language: spec.language.name(),
+
             program: spec.program.display().to_string(),
             source,
         };
@@ -294,112 +350,289 @@ impl Worker {
             }
         };
         guard.armed = false;
-        Ok(Worker {
+        let (read_half, write_half) = stream.into_split();
+        let (exited_tx, exited) = tokio::sync::watch::channel(false);
+        let worker = Arc::new(Worker {
             pid,
-            child,
-            stream,
-            buf,
-            next_id: 1,
+            writer: tokio::sync::Mutex::new(write_half),
+            state: Mutex::new(State {
+                next_id: 1,
+                pending: VecDeque::with_capacity(QUEUE_DEPTH),
+                head_since: tokio::time::Instant::now(),
+                closed: None,
+                stopping: false,
+            }),
+            exited,
+            room,
             live,
             pid_file,
-        })
+        });
+        let reader = Box::pin(Arc::clone(&worker).read_loop(read_half, buf, child, exited_tx));
+        Ok(Started { worker, reader })
     }
 
     pub fn pid(&self) -> u32 {
         self.pid
     }
 
-    /// Sends one request and waits for its response. An error means the
-    /// worker is unusable and must be dropped.
+    /// Requests written and not yet answered.
+    pub fn outstanding(&self) -> usize {
+        lock(&self.state).pending.len()
+    }
+
+    /// Requests written and not yet answered, and since when the worker has
+    /// had the oldest of them.
+    pub fn load(&self) -> (usize, tokio::time::Instant) {
+        let state = lock(&self.state);
+        (state.pending.len(), state.head_since)
+    }
+
+    /// Whether the worker takes no more requests (it died, broke the
+    /// protocol, timed out or is stopping).
+    pub fn is_closed(&self) -> bool {
+        lock(&self.state).closed.is_some()
+    }
+
+    /// Sends one request and waits for its answer until `deadline`.
     ///
-    /// The pool skips idle workers that [hung up](Worker::hung_up); a
-    /// worker that died after that check has closed its socket, so the
-    /// write fails with `EPIPE` before any of the request reached anyone,
-    /// and [`CallFailure::NotSent`] tells the caller it may try another
-    /// worker.
+    /// A request that cannot be written because the worker is gone, or that
+    /// was queued behind a request the worker died on, fails with
+    /// [`CallFailure::NotSent`]: it may go to another worker. At the
+    /// deadline, a request the worker is running kills the worker
+    /// (`TimedOut { killed: true }`); a request still queued is given up
+    /// (`TimedOut { killed: false }`) and its answer, should it come, is
+    /// discarded.
     pub async fn call(
-        &mut self,
+        &self,
         head: &mut RequestHead<'_>,
         body: &Bytes,
+        deadline: tokio::time::Instant,
     ) -> Result<Response, CallFailure> {
-        let id = self.next_id;
-        self.next_id += 1;
-        head.id = id;
-        let encoded = frame::encode_request_head(head, body.len())
-            .map_err(|e| CallFailure::Broken(e.to_owned()))?;
-        // One vectored write for head and body: one syscall, and the worker
-        // wakes once for the whole frame.
-        let total = encoded.len() + body.len();
-        let mut frame = Bytes::from(encoded).chain(body.clone());
-        if let Err(e) = self.stream.write_all_buf(&mut frame).await {
-            let reason = format!("worker connection: {e}");
-            return Err(if frame.remaining() == total {
-                CallFailure::NotSent(reason)
-            } else {
-                CallFailure::Broken(reason)
-            });
-        }
-        match read_message(&mut self.stream, &mut self.buf).await {
-            Ok(WorkerMessage::Response(response)) if response.id == id => Ok(response),
-            Ok(WorkerMessage::Response(response)) => Err(CallFailure::Broken(format!(
-                "answered request {} instead of {id}",
-                response.id
-            ))),
-            Ok(_) => Err(CallFailure::Broken(
-                "sent a load message while serving".to_owned(),
+        let (reply, mut answer) = oneshot::channel();
+        let id = {
+            let Ok(mut writer) = tokio::time::timeout_at(deadline, self.writer.lock()).await else {
+                return Err(CallFailure::TimedOut { killed: false });
+            };
+            let id = {
+                let mut state = lock(&self.state);
+                if let Some(reason) = &state.closed {
+                    return Err(CallFailure::NotSent(reason.clone()));
+                }
+                let id = state.next_id;
+                state.next_id += 1;
+                if state.pending.is_empty() {
+                    state.head_since = tokio::time::Instant::now();
+                }
+                state.pending.push_back(Pending { id, reply });
+                id
+            };
+            head.id = id;
+            let encoded = match frame::encode_request_head(head, body.len()) {
+                Ok(encoded) => encoded,
+                Err(e) => {
+                    self.forget_last(id);
+                    return Err(CallFailure::Broken(e.to_owned()));
+                }
+            };
+            // One vectored write for head and body: one syscall, and the
+            // worker wakes once for the whole frame.
+            let total = encoded.len() + body.len();
+            let mut frame = Bytes::from(encoded).chain(body.clone());
+            let written = tokio::time::timeout_at(deadline, writer.write_all_buf(&mut frame)).await;
+            let sent = total - frame.remaining();
+            match written {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) if sent == 0 => {
+                    // The worker was already gone: its socket refused the
+                    // first byte. Nothing reached it.
+                    self.forget_last(id);
+                    return Err(CallFailure::NotSent(format!("worker connection: {e}")));
+                }
+                failed => {
+                    // A frame cut short leaves the connection unusable.
+                    let reason = match failed {
+                        Ok(Err(e)) => format!("worker connection: {e}"),
+                        _ => "request not written before its deadline".to_owned(),
+                    };
+                    self.close(&reason);
+                    return Err(if sent == 0 {
+                        self.forget_last(id);
+                        CallFailure::TimedOut { killed: false }
+                    } else {
+                        CallFailure::Broken(reason)
+                    });
+                }
+            }
+            id
+        };
+        match tokio::time::timeout_at(deadline, &mut answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(CallFailure::Broken(
+                "the worker's reader stopped".to_owned(),
             )),
-            // It closed its socket with the request still queued: it died
-            // before reading it (or all of it), so no handler ran and
-            // another worker may take it. This is the race a hang-up check
-            // cannot close: a process's sockets close only when its last
-            // thread has exited, a moment after it was killed.
-            Err(ReadFailure {
-                reason,
-                request_unread: true,
-            }) => Err(CallFailure::NotSent(reason)),
-            Err(ReadFailure { reason, .. }) => {
-                Err(CallFailure::Broken(match self.child.try_wait() {
-                    Ok(Some(status)) => format!("worker exited ({status})"),
-                    _ => reason,
-                }))
+            Err(_) => {
+                let running = {
+                    let mut state = lock(&self.state);
+                    let running = state.pending.front().is_some_and(|p| p.id == id);
+                    if running {
+                        state
+                            .closed
+                            .get_or_insert_with(|| "a request timed out".to_owned());
+                    }
+                    running
+                };
+                if running {
+                    signal_group(self.pid, Signal::SIGKILL);
+                    return Err(CallFailure::TimedOut { killed: true });
+                }
+                // Answered at the last moment, or still queued.
+                match answer.try_recv() {
+                    Ok(result) => result,
+                    Err(_) => Err(CallFailure::TimedOut { killed: false }),
+                }
             }
         }
     }
 
-    /// Whether the worker's end of the socket is closed: it exited (or was
-    /// killed) while idle. This costs no syscall: the socket is registered
-    /// with the runtime's epoll for `EPOLLRDHUP`, so the hang-up was
-    /// recorded when the event loop last polled, and closed states are
-    /// never cleared. The kernel closes a process's sockets when its last
-    /// thread exits, which is also when `wait4` would first report it, so
-    /// this sees a dead worker as soon as an exit-status check would,
-    /// without a `wait4` per request.
-    pub fn hung_up(&self) -> bool {
-        let mut cx = Context::from_waker(Waker::noop());
-        let ready = pin!(self.stream.ready(Interest::READABLE));
-        match ready.poll(&mut cx) {
-            Poll::Ready(Ok(ready)) => ready.is_read_closed(),
-            Poll::Ready(Err(_)) => true,
-            Poll::Pending => false,
+    /// Removes the newest pending request, `id`, which was never written.
+    /// Called with the writer lock held, so nothing was queued after it.
+    fn forget_last(&self, id: u64) {
+        let mut state = lock(&self.state);
+        if state.pending.back().is_some_and(|p| p.id == id) {
+            state.pending.pop_back();
         }
+    }
+
+    /// Takes no more requests and kills the process group; the reader then
+    /// fails whatever is pending.
+    fn close(&self, reason: &str) {
+        lock(&self.state)
+            .closed
+            .get_or_insert_with(|| reason.to_owned());
+        signal_group(self.pid, Signal::SIGKILL);
+    }
+
+    /// Reads answers until the connection ends, then reaps the process and
+    /// fails what is still pending.
+    async fn read_loop(
+        self: Arc<Self>,
+        mut reader: OwnedReadHalf,
+        mut buf: BytesMut,
+        mut child: Child,
+        exited: tokio::sync::watch::Sender<bool>,
+    ) {
+        let failure = loop {
+            match read_message(&mut reader, &mut buf).await {
+                Ok(WorkerMessage::Response(response)) => {
+                    let next = {
+                        let mut state = lock(&self.state);
+                        let next = state.pending.pop_front();
+                        if !state.pending.is_empty() {
+                            state.head_since = tokio::time::Instant::now();
+                        }
+                        next
+                    };
+                    match next {
+                        Some(p) if p.id == response.id => {
+                            // The receiver is gone if its request gave up.
+                            let _ = p.reply.send(Ok(response));
+                            self.room.notify_one();
+                        }
+                        Some(p) => {
+                            let reason =
+                                format!("answered request {} instead of {}", response.id, p.id);
+                            let _ = p.reply.send(Err(CallFailure::Broken(reason.clone())));
+                            break ReadFailure::from(reason);
+                        }
+                        None => {
+                            break ReadFailure::from(
+                                "answered a request it was not sent".to_owned(),
+                            );
+                        }
+                    }
+                }
+                Ok(_) => break ReadFailure::from("sent a load message while serving".to_owned()),
+                Err(failure) => break failure,
+            }
+        };
+        let (stopping, pending) = {
+            let mut state = lock(&self.state);
+            state.closed.get_or_insert_with(|| failure.reason.clone());
+            (state.stopping, std::mem::take(&mut state.pending))
+        };
+        if !stopping {
+            signal_group(self.pid, Signal::SIGKILL);
+        }
+        // A worker asked to stop gets until its stop deadline (which then
+        // kills it); any other is dead or dying now.
+        let status = child.wait().await;
+        let reason = match status {
+            Ok(status) if !stopping => format!("{}; worker exited ({status})", failure.reason),
+            _ => failure.reason.clone(),
+        };
+        // Only the oldest request can have been running. It never reached
+        // the handler if the worker closed with it unread and nothing else
+        // was queued behind it (the kernel's reset says the socket held
+        // unread data, which then was this request).
+        let oldest_unread = failure.request_unread && pending.len() == 1;
+        for (i, p) in pending.into_iter().enumerate() {
+            let failed = if i == 0 && !oldest_unread {
+                CallFailure::Broken(reason.clone())
+            } else {
+                CallFailure::NotSent(reason.clone())
+            };
+            let _ = p.reply.send(Err(failed));
+        }
+        lock(&self.live).remove(&self.pid);
+        if let Some(file) = &self.pid_file {
+            let _ = std::fs::remove_file(file);
+        }
+        let _ = exited.send(true);
+        self.room.notify_waiters();
     }
 
     /// Asks the worker to stop with SIGTERM and kills it if it has not
     /// exited by `deadline`.
-    pub async fn stop(mut self, deadline: tokio::time::Instant) {
+    pub async fn stop(&self, deadline: tokio::time::Instant) {
+        {
+            let mut state = lock(&self.state);
+            state.stopping = true;
+            state.closed.get_or_insert_with(|| "stopping".to_owned());
+        }
         signal_group(self.pid, Signal::SIGTERM);
-        let _ = tokio::time::timeout_at(deadline, self.child.wait()).await;
+        let mut exited = self.exited.clone();
+        if tokio::time::timeout_at(deadline, exited.wait_for(|done| *done))
+            .await
+            .is_err()
+        {
+            signal_group(self.pid, Signal::SIGKILL);
+            let _ = exited.wait_for(|done| *done).await;
+        }
+    }
+
+    /// Kills the worker at once (its requests fail).
+    pub fn kill(&self) {
+        self.close("killed");
+    }
+
+    /// Waits until the process has been reaped.
+    pub async fn wait_exited(&self) {
+        let mut exited = self.exited.clone();
+        let _ = exited.wait_for(|done| *done).await;
     }
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        signal_group(self.pid, Signal::SIGKILL);
-        lock(&self.live).remove(&self.pid);
-        if let Some(file) = &self.pid_file {
-            let _ = std::fs::remove_file(file);
+        // The reader task holds the worker until the process is reaped, so
+        // this only matters for a worker whose reader never ran.
+        if !*self.exited.borrow() {
+            signal_group(self.pid, Signal::SIGKILL);
+            lock(&self.live).remove(&self.pid);
+            if let Some(file) = &self.pid_file {
+                let _ = std::fs::remove_file(file);
+            }
         }
-        // `kill_on_drop` then has tokio reap the process in the background.
     }
 }
 
@@ -444,7 +677,7 @@ impl From<String> for ReadFailure {
 /// Reads one frame and decodes it. Bytes beyond the frame stay in `buf`
 /// (a worker sends nothing unasked, so there are none in practice).
 async fn read_message(
-    stream: &mut UnixStream,
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
     buf: &mut BytesMut,
 ) -> Result<WorkerMessage, ReadFailure> {
     loop {

@@ -559,3 +559,65 @@ fn a_worker_that_died_while_idle_is_skipped() {
     let v: Value = r.json().unwrap();
     assert_ne!(v["pid"].as_u64().unwrap() as u32, pid);
 }
+
+#[test]
+fn many_concurrent_requests_each_get_their_own_answer() {
+    // Two workers, sixteen clients: requests queue on busy workers, and
+    // every answer must still reach the request it belongs to.
+    let host = start(Options::python("app", "echo").env("KUBELESS_WORKERS", "2"));
+    let url = host.url("/");
+    std::thread::scope(|scope| {
+        for t in 0..16 {
+            let url = url.clone();
+            scope.spawn(move || {
+                let c = client();
+                for i in 0..40 {
+                    let sent = format!("{t}-{i}");
+                    let v: Value = c
+                        .post(&url)
+                        .json(&json!({ "n": sent }))
+                        .send()
+                        .unwrap()
+                        .json()
+                        .unwrap();
+                    assert_eq!(v["data"]["n"], sent.as_str());
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn requests_behind_a_dying_request_go_to_another_worker() {
+    // One worker: fast requests arriving while it runs a request that kills
+    // it are queued on it or wait for it; none of them may fail.
+    let host = start(Options::python("app", "answers").env("KUBELESS_WORKERS", "1"));
+    let c = client();
+    for _ in 0..20 {
+        // Requests are fast, so the pool queues behind busy workers.
+        assert_eq!(c.get(host.url("/")).send().unwrap().text().unwrap(), "ok");
+    }
+    // Arriving at once they are queued behind it (its first 5 ms); after
+    // 50 ms they wait for the worker instead.
+    for stagger in [0, 0, 50] {
+        std::thread::scope(|scope| {
+            let dying = scope.spawn(|| {
+                client()
+                    .get(host.url("/exit-later"))
+                    .send()
+                    .unwrap()
+                    .status()
+            });
+            std::thread::sleep(Duration::from_millis(stagger));
+            let fast: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| client().get(host.url("/")).send().unwrap()))
+                .collect();
+            assert_eq!(dying.join().unwrap(), 500);
+            for f in fast {
+                let r = f.join().unwrap();
+                assert_eq!(r.status(), 200);
+                assert_eq!(r.text().unwrap(), "ok");
+            }
+        });
+    }
+}
