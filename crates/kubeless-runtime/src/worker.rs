@@ -210,6 +210,7 @@ pub struct Worker {
     exited: tokio::sync::watch::Receiver<bool>,
     /// Notified whenever an answer frees a place in the queue.
     room: Arc<tokio::sync::Notify>,
+    log: Log,
     live: LivePids,
     pid_file: Option<PathBuf>,
 }
@@ -364,6 +365,7 @@ impl Worker {
             }),
             exited,
             room,
+            log: spec.launch.log.clone(),
             live,
             pid_file,
         });
@@ -555,10 +557,15 @@ impl Worker {
                 Err(failure) => break failure,
             }
         };
-        let (stopping, pending) = {
+        let (stopping, unexpected, pending) = {
             let mut state = lock(&self.state);
+            let unexpected = state.closed.is_none();
             state.closed.get_or_insert_with(|| failure.reason.clone());
-            (state.stopping, std::mem::take(&mut state.pending))
+            (
+                state.stopping,
+                unexpected,
+                std::mem::take(&mut state.pending),
+            )
         };
         if !stopping {
             signal_group(self.pid, Signal::SIGKILL);
@@ -566,10 +573,22 @@ impl Worker {
         // A worker asked to stop gets until its stop deadline (which then
         // kills it); any other is dead or dying now.
         let status = child.wait().await;
-        let reason = match status {
-            Ok(status) if !stopping => format!("{}; worker exited ({status})", failure.reason),
+        let reason = match &status {
+            Ok(status) if !stopping => {
+                format!("{}; worker {}", failure.reason, describe_exit(status))
+            }
             _ => failure.reason.clone(),
         };
+        if unexpected && !stopping && pending.is_empty() {
+            // Nobody else will say it: no request was in its hands.
+            if let Ok(status) = &status {
+                self.log.note(&format!(
+                    "worker {} {} while idle; the next request starts another",
+                    self.pid,
+                    describe_exit(status)
+                ));
+            }
+        }
         // Only the oldest request can have been running. It never reached
         // the handler if the worker closed with it unread and nothing else
         // was queued behind it (the kernel's reset says the socket held
@@ -647,6 +666,19 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The guarded data (sets and vectors) stays consistent even if a
     // holder panicked, so poisoning is ignored.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// "exited with code 3", "was killed by signal 9 (SIGKILL)".
+fn describe_exit(status: &std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, Some(signal)) => match Signal::try_from(signal) {
+            Ok(name) => format!("was killed by signal {signal} ({name})"),
+            Err(_) => format!("was killed by signal {signal}"),
+        },
+        _ => format!("exited ({status})"),
+    }
 }
 
 fn exited_while_loading(status: std::io::Result<std::process::ExitStatus>) -> String {
