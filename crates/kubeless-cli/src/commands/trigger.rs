@@ -76,9 +76,9 @@ pub enum TriggerCommand {
 #[derive(Debug, Subcommand)]
 pub enum KinesisCommand {
     /// Create a Kinesis trigger
-    Create(KinesisCreate),
+    Create(KinesisWrite),
     /// Update a Kinesis trigger
-    Update(KinesisUpdate),
+    Update(KinesisWrite),
     /// Delete a Kinesis trigger
     Delete(TriggerName),
     /// list all Kinesis triggers deployed to Kubeless
@@ -92,33 +92,7 @@ pub enum KinesisCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct KinesisCreate {
-    /// Trigger name
-    names: Vec<String>,
-    #[command(flatten)]
-    write: WriteFlags,
-    /// Name of the AWS Kinesis stream
-    #[arg(long)]
-    stream: Option<String>,
-    /// AWS region in which the stream is available
-    #[arg(long = "aws-region")]
-    aws_region: Option<String>,
-    /// Shard-ID of the AWS Kinesis stream
-    #[arg(long = "shard-id")]
-    shard_id: Option<String>,
-    /// Name of the function to be associated with trigger
-    #[arg(long = "function-name")]
-    function_name: Option<String>,
-    /// Kubernetes secret that has AWS access key and secret key
-    #[arg(long)]
-    secret: Option<String>,
-    /// Override AWS's default service URL with the given URL
-    #[arg(long)]
-    endpoint: Option<String>,
-}
-
-#[derive(Debug, Args)]
-pub struct KinesisUpdate {
+pub struct KinesisWrite {
     /// Trigger name
     names: Vec<String>,
     #[command(flatten)]
