@@ -648,8 +648,9 @@ async fn controller_recovers_when_the_api_server_comes_back() {
 }
 
 /// The CRD schema refuses what `kubeless_api::validate` refuses for the
-/// fields a pattern can check (the same samples as the unit test
-/// `crd::tests::patterns_follow_the_validators`), and accepts the rest:
+/// fields a pattern can check (the samples of the unit test
+/// `crd::tests::patterns_follow_the_validators`, from
+/// `kubeless-api/tests/fixtures/function-field-samples.json`), and accepts the rest:
 /// objects applied with kubectl are checked too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_crd_schema_refuses_malformed_fields() {
@@ -662,39 +663,13 @@ async fn the_crd_schema_refuses_malformed_fields() {
         dry_run: true,
         ..PostParams::default()
     };
-    let good_sum = format!("sha256:{}", "aB3".repeat(21) + "f");
-    let bad_md5 = format!("md5:{}", "a".repeat(64));
-    let samples: Vec<(&str, &str, bool)> = vec![
-        ("handler", "", true),
-        ("handler", "hello.handler", true),
-        ("handler", "my-mod_2.fn_$1", true),
-        ("handler", "nodot", false),
-        ("handler", "a.b.c", false),
-        ("handler", ".b", false),
-        ("handler", "a.", false),
-        ("handler", "a b.c", false),
-        ("checksum", "", true),
-        ("checksum", &good_sum, true),
-        ("checksum", "sha256:abc", false),
-        ("checksum", &bad_md5, false),
-        ("timeout", "", true),
-        ("timeout", "180", true),
-        ("timeout", "0", false),
-        ("timeout", "-1", false),
-        ("timeout", "1.5", false),
-        ("timeout", "abc", false),
-        ("function-content-type", "", true),
-        ("function-content-type", "text", true),
-        ("function-content-type", "base64+zip", true),
-        ("function-content-type", "url+compressedtar+deps", true),
-        ("function-content-type", "url+deps+zip", true),
-        ("function-content-type", "zip", false),
-        ("function-content-type", "text+zip+zip", false),
-        ("function-content-type", "text+gz", false),
-    ];
+    let samples: Vec<(String, String, bool)> = serde_json::from_str(include_str!(
+        "../../kubeless-api/tests/fixtures/function-field-samples.json"
+    ))
+    .expect("samples");
     for (field, value, ok) in samples {
         let mut v = serde_json::to_value(function("sample", "x = 1\n")).expect("json");
-        v["spec"][field] = json!(value);
+        v["spec"][field.as_str()] = json!(value);
         let f: Function = serde_json::from_value(v).expect("function");
         match (fns.create(&dry, &f).await, ok) {
             (Ok(_), true) => {}
