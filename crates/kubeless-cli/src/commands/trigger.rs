@@ -561,21 +561,11 @@ fn http(ctx: &Context, cmd: HttpCommand) -> anyhow::Result<()> {
                 function_must_exist(b.as_ref(), &ns, f)?;
                 t.spec.function_name = f.to_string();
             }
-            if let Some(v) = non_empty(&a.hostname) {
-                t.spec.host_name = v.to_string();
-            }
-            if let Some(v) = non_empty(&a.path) {
-                t.spec.path = v.to_string();
-            }
-            if let Some(v) = non_empty(&a.gateway) {
-                t.spec.gateway = v.to_string();
-            }
-            if let Some(v) = non_empty(&a.basic_auth_secret) {
-                t.spec.basic_auth_secret = v.to_string();
-            }
-            if let Some(v) = non_empty(&a.tls_secret) {
-                t.spec.tls_secret = v.to_string();
-            }
+            overwrite(&mut t.spec.host_name, &a.hostname);
+            overwrite(&mut t.spec.path, &a.path);
+            overwrite(&mut t.spec.gateway, &a.gateway);
+            overwrite(&mut t.spec.basic_auth_secret, &a.basic_auth_secret);
+            overwrite(&mut t.spec.tls_secret, &a.tls_secret);
             t.spec.tls = a.enable_tls_acme;
             t.status = None;
             write(b.as_ref(), &a.write, Kind::HTTPTrigger, &t, false, "HTTP")
@@ -858,6 +848,14 @@ fn secret_must_exist(b: &dyn Backend, ns: &str, name: &str) -> anyhow::Result<()
     })
 }
 
+/// `update`'s rule for a string flag: given and not empty, it replaces
+/// the field; otherwise the field stays.
+fn overwrite(field: &mut String, flag: &Option<String>) {
+    if let Some(v) = non_empty(flag) {
+        *field = v.to_string();
+    }
+}
+
 /// Check a trigger as the server would before it is sent (or printed).
 fn admit_kinesis(t: &KinesisTrigger) -> anyhow::Result<()> {
     kubeless_api::validate::validate_kinesis_trigger(t)
@@ -919,18 +917,10 @@ fn kinesis(ctx: &Context, cmd: KinesisCommand) -> anyhow::Result<()> {
                 secret_must_exist(b.as_ref(), &ns, s)?;
                 t.spec.secret = s.to_string();
             }
-            if let Some(v) = non_empty(&a.stream) {
-                t.spec.stream = v.to_string();
-            }
-            if let Some(v) = non_empty(&a.aws_region) {
-                t.spec.aws_region = v.to_string();
-            }
-            if let Some(v) = non_empty(&a.shard_id) {
-                t.spec.shard = v.to_string();
-            }
-            if let Some(v) = non_empty(&a.endpoint) {
-                t.spec.endpoint = v.to_string();
-            }
+            overwrite(&mut t.spec.stream, &a.stream);
+            overwrite(&mut t.spec.aws_region, &a.aws_region);
+            overwrite(&mut t.spec.shard, &a.shard_id);
+            overwrite(&mut t.spec.endpoint, &a.endpoint);
             t.status = None;
             admit_kinesis(&t)?;
             write(b.as_ref(), &a.write, Kind::KinesisTrigger, &t, false, LABEL)
