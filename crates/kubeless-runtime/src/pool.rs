@@ -8,13 +8,16 @@
 //! alive, else, for a fast function, a busy one with room in its queue;
 //! otherwise it waits until a worker has room.
 //!
-//! Queueing a request on a busy worker lets the worker go straight from one
-//! request to the next (see [`QUEUE_DEPTH`]). The price is that it waits
-//! behind the request in front of it even if another worker frees up
-//! first, so it is done only when that wait is short: when requests take
-//! under [`QUEUE_BELOW`] on average and the one in front has run for less
-//! than [`QUEUE_BEHIND_AT_MOST`]. A handler that hangs can still hold up
-//! the one request queued behind it, which then times out with it.
+//! Queueing requests on a busy worker lets the worker go straight from one
+//! request to the next (see [`QUEUE_DEPTH`]). The price is that a queued
+//! request waits behind the ones in front of it even if another worker
+//! frees up first, so the pool queues only as deep as that wait stays
+//! short: behind `n` requests only while `n` times the function's mean
+//! service time is under [`QUEUE_WAIT_BELOW`], and only behind a request
+//! that has run for less than [`QUEUE_BEHIND_AT_MOST`]. Until answers say
+//! otherwise, requests are assumed to take [`QUEUE_WAIT_BELOW`] (nothing is
+//! queued). A handler that is usually fast and then hangs can still hold up
+//! the requests already queued behind it, which then time out with it.
 //!
 //! A worker that timed out, died or broke the protocol is killed; requests
 //! queued behind the one it was running never reached a handler and are
@@ -30,18 +33,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::Error;
 use crate::frame::{RequestHead, Response};
-use crate::worker::{CallFailure, LivePids, QUEUE_DEPTH, Worker, WorkerSpec, lock};
+use crate::worker::{CallFailure, Feedback, LivePids, QUEUE_DEPTH, Worker, WorkerSpec, lock};
 
-/// Requests are queued on busy workers only while the function's requests
-/// take less than this on average (an exponentially weighted mean).
-pub const QUEUE_BELOW: Duration = Duration::from_millis(1);
+/// A request is queued on a busy worker only while the requests ahead of
+/// it there, times the function's mean service time, come to less than
+/// this.
+pub const QUEUE_WAIT_BELOW: Duration = Duration::from_millis(1);
 
 /// ... and only behind a request that has run for less than this.
 pub const QUEUE_BEHIND_AT_MOST: Duration = Duration::from_millis(5);
@@ -69,12 +73,10 @@ pub struct Pool {
     workers: Mutex<Vec<Arc<Worker>>>,
     /// Workers alive or starting: never more than `max_workers`.
     count: AtomicUsize,
-    /// Wakes requests waiting for a worker: one started, failed to start,
-    /// or answered a request.
-    room: Arc<Notify>,
-    /// The mean time from sending a request to its answer, in nanoseconds
-    /// (exponentially weighted, 1/8 per sample).
-    service_ns: AtomicU64,
+    /// What the workers report: room in their queues (which wakes requests
+    /// waiting for a worker; the pool notifies it too when a worker started
+    /// or failed to) and the function's mean service time.
+    feedback: Arc<Feedback>,
     live: LivePids,
     started: AtomicU64,
     closed: AtomicBool,
@@ -109,8 +111,7 @@ impl Pool {
             permits: Arc::new(Semaphore::new(max_workers * QUEUE_DEPTH)),
             workers: Mutex::new(Vec::with_capacity(max_workers)),
             count: AtomicUsize::new(1),
-            room: Arc::new(Notify::new()),
-            service_ns: AtomicU64::new(0),
+            feedback: Arc::new(Feedback::new(QUEUE_WAIT_BELOW)),
             live: LivePids::default(),
             started: AtomicU64::new(0),
             closed: AtomicBool::new(false),
@@ -134,7 +135,7 @@ impl Pool {
     async fn start_worker(&self) -> Result<Arc<Worker>, Error> {
         let n = self.started.fetch_add(1, Ordering::Relaxed);
         let started =
-            Worker::start(&self.spec, n, self.live.clone(), Arc::clone(&self.room)).await?;
+            Worker::start(&self.spec, n, self.live.clone(), Arc::clone(&self.feedback)).await?;
         self.readers.spawn(started.reader);
         Ok(started.worker)
     }
@@ -150,7 +151,7 @@ impl Pool {
                 self.count.fetch_sub(1, Ordering::AcqRel);
             }
         }
-        self.room.notify_waiters();
+        self.feedback.room.notify_waiters();
     }
 
     fn choose(&self) -> Choice {
@@ -172,7 +173,9 @@ impl Pool {
             Some((0, _, w)) => Choice::Worker(Arc::clone(w)),
             _ if self.reserve() => Choice::Start,
             Some((n, since, w))
-                if n < QUEUE_DEPTH && self.fast() && since.elapsed() < QUEUE_BEHIND_AT_MOST =>
+                if n < QUEUE_DEPTH
+                    && self.wait_is_short(n)
+                    && since.elapsed() < QUEUE_BEHIND_AT_MOST =>
             {
                 Choice::Worker(Arc::clone(w))
             }
@@ -182,18 +185,8 @@ impl Pool {
         }
     }
 
-    /// Whether requests are short enough to queue behind one another.
-    fn fast(&self) -> bool {
-        self.service_ns.load(Ordering::Relaxed) < QUEUE_BELOW.as_nanos() as u64
-    }
-
-    fn observe(&self, took: Duration) {
-        let sample = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        // Races between requests lose an update now and then; the mean
-        // stays a mean.
-        let old = self.service_ns.load(Ordering::Relaxed);
-        let new = old - old / 8 + sample / 8;
-        self.service_ns.store(new, Ordering::Relaxed);
+    fn wait_is_short(&self, ahead: usize) -> bool {
+        wait_is_short(self.feedback.service_time(), ahead)
     }
 
     /// Reserves a slot for a new worker, if fewer than the maximum exist.
@@ -238,7 +231,7 @@ impl Pool {
                     }
                 }
                 Choice::Wait => {
-                    let room = self.room.notified();
+                    let room = self.feedback.room.notified();
                     tokio::pin!(room);
                     room.as_mut().enable();
                     // A worker may have been added or freed since `choose`.
@@ -260,8 +253,10 @@ impl Pool {
             };
             let sent = Instant::now();
             let result = worker.call(&mut head, body, deadline).await;
-            if matches!(result, Ok(_) | Err(CallFailure::TimedOut { .. })) {
-                self.observe(sent.elapsed());
+            if let Err(CallFailure::TimedOut { killed: true }) = result {
+                // Answers report their own service time; a request that
+                // ran into its deadline has none.
+                self.feedback.observe(sent.elapsed());
             }
             return match result {
                 Ok(response) => Ok(response),
@@ -354,6 +349,13 @@ impl Pool {
     }
 }
 
+/// Whether a request queued behind `ahead` others, each taking `service`,
+/// would wait briefly.
+fn wait_is_short(service: Duration, ahead: usize) -> bool {
+    let ahead = u32::try_from(ahead).unwrap_or(u32::MAX);
+    service.saturating_mul(ahead) < QUEUE_WAIT_BELOW
+}
+
 /// Runs the futures to completion, side by side.
 async fn join_all<F: std::future::Future<Output = ()>>(futures: impl Iterator<Item = F>) {
     let mut futures: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
@@ -378,4 +380,43 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queues_as_deep_as_the_wait_stays_short() {
+        let us = Duration::from_micros;
+        let deepest = |service| {
+            (1..QUEUE_DEPTH)
+                .take_while(|&n| wait_is_short(service, n))
+                .last()
+        };
+        assert_eq!(deepest(us(30)), Some(QUEUE_DEPTH - 1), "hello world");
+        assert_eq!(deepest(us(200)), Some(4));
+        assert_eq!(deepest(us(600)), Some(1));
+        assert_eq!(deepest(us(1000)), None, "a 1 ms function is never queued");
+        assert!(!wait_is_short(Duration::MAX, usize::MAX));
+    }
+
+    #[test]
+    fn a_new_function_is_not_queued_until_its_answers_are_fast() {
+        let feedback = Feedback::new(QUEUE_WAIT_BELOW);
+        assert!(!wait_is_short(feedback.service_time(), 1));
+        for _ in 0..6 {
+            feedback.observe(Duration::from_micros(30));
+        }
+        assert!(wait_is_short(feedback.service_time(), 1));
+        for _ in 0..20 {
+            feedback.observe(Duration::from_micros(30));
+        }
+        assert!(wait_is_short(feedback.service_time(), QUEUE_DEPTH - 1));
+        // A slow stretch stops the queueing again.
+        for _ in 0..10 {
+            feedback.observe(Duration::from_millis(5));
+        }
+        assert!(!wait_is_short(feedback.service_time(), 1));
+    }
 }

@@ -189,8 +189,51 @@ pub enum CallFailure {
 /// queued in its socket. A queued request is read as soon as the worker
 /// has answered the previous one, so a busy worker goes from one request
 /// to the next without sleeping in between (a sleep and a wake-up cost
-/// more than a small handler does).
-pub const QUEUE_DEPTH: usize = 2;
+/// more than a small handler does), and reads and answers several
+/// requests per system call. The pool queues only as deep as the function
+/// is fast (see `crate::pool`).
+pub const QUEUE_DEPTH: usize = 8;
+
+/// What a pool's workers tell it: that an answer freed a place in a queue,
+/// and how long requests take.
+pub struct Feedback {
+    /// Notified whenever an answer frees a place in a queue (and by the
+    /// pool when a worker starts or fails to).
+    pub room: tokio::sync::Notify,
+    /// The mean time a worker spends on one request, in nanoseconds: from
+    /// when the request is the oldest unanswered one to its answer, so time
+    /// spent queued behind another request does not count. Exponentially
+    /// weighted, 1/8 per sample.
+    service_ns: std::sync::atomic::AtomicU64,
+}
+
+impl Feedback {
+    /// Starts with `assumed` as the mean service time, until answers say
+    /// otherwise.
+    pub fn new(assumed: Duration) -> Feedback {
+        Feedback {
+            room: tokio::sync::Notify::new(),
+            service_ns: std::sync::atomic::AtomicU64::new(nanos(assumed)),
+        }
+    }
+
+    pub fn service_time(&self) -> Duration {
+        Duration::from_nanos(self.service_ns.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    pub fn observe(&self, took: Duration) {
+        use std::sync::atomic::Ordering;
+        let sample = nanos(took);
+        // Racing updates lose a sample now and then; the mean stays a mean.
+        let old = self.service_ns.load(Ordering::Relaxed);
+        let new = old - old / 8 + sample / 8;
+        self.service_ns.store(new, Ordering::Relaxed);
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
 
 /// A running worker with the handler loaded, shared by the pool and the
 /// requests queued on it.
@@ -208,8 +251,8 @@ pub struct Worker {
     state: Mutex<State>,
     /// Set once the process has been reaped.
     exited: tokio::sync::watch::Receiver<bool>,
-    /// Notified whenever an answer frees a place in the queue.
-    room: Arc<tokio::sync::Notify>,
+    /// Where answers are reported to the pool.
+    feedback: Arc<Feedback>,
     log: Log,
     live: LivePids,
     pid_file: Option<PathBuf>,
@@ -249,7 +292,7 @@ impl Worker {
         spec: &WorkerSpec,
         n: u64,
         live: LivePids,
-        room: Arc<tokio::sync::Notify>,
+        feedback: Arc<Feedback>,
     ) -> Result<Started, Error> {
         let socket = spec.socket_dir.join(format!("worker-{n}.sock"));
         let spawn_error = |source| Error::SpawnWorker {
@@ -364,7 +407,7 @@ impl Worker {
                 stopping: false,
             }),
             exited,
-            room,
+            feedback,
             log: spec.launch.log.clone(),
             live,
             pid_file,
@@ -526,19 +569,22 @@ impl Worker {
         let failure = loop {
             match read_message(&mut reader, &mut buf).await {
                 Ok(WorkerMessage::Response(response)) => {
-                    let next = {
+                    let (next, took) = {
                         let mut state = lock(&self.state);
                         let next = state.pending.pop_front();
+                        let now = tokio::time::Instant::now();
+                        let took = now - state.head_since;
                         if !state.pending.is_empty() {
-                            state.head_since = tokio::time::Instant::now();
+                            state.head_since = now;
                         }
-                        next
+                        (next, took)
                     };
                     match next {
                         Some(p) if p.id == response.id => {
+                            self.feedback.observe(took);
                             // The receiver is gone if its request gave up.
                             let _ = p.reply.send(Ok(response));
-                            self.room.notify_one();
+                            self.feedback.room.notify_one();
                         }
                         Some(p) => {
                             let reason =
@@ -607,7 +653,7 @@ impl Worker {
             let _ = std::fs::remove_file(file);
         }
         let _ = exited.send(true);
-        self.room.notify_waiters();
+        self.feedback.room.notify_waiters();
     }
 
     /// Asks the worker to stop with SIGTERM and kills it if it has not
