@@ -178,14 +178,15 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             .topic_options(args.nats_url, args.kafka_brokers),
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    // Half the CPUs (at least one) unless TOKIO_WORKER_THREADS says
-    // otherwise: the server only moves bytes, and the function hosts and
-    // workers need the other CPUs. On 2 CPUs two runtime threads spent a
-    // third of the gateway's time handing requests between each other;
-    // one served 20-30% more requests per second through the gateway.
+    // Half the CPUs, but at least two where there are two, unless
+    // TOKIO_WORKER_THREADS says otherwise: the server only moves bytes, and
+    // the function workers need the other CPUs. With a single runtime
+    // thread every request stalls while the scheduler runs something else
+    // on it; on 2 CPUs two threads gave the same throughput through the
+    // gateway and a shorter p99 at concurrency 64 (bench/README.md).
     if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        builder.worker_threads((cpus / 2).max(1));
+        builder.worker_threads((cpus / 2).max(2).min(cpus));
     }
     let rt = builder
         .enable_all()
