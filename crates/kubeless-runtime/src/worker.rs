@@ -18,6 +18,7 @@ use std::collections::{HashSet, VecDeque};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -204,7 +205,7 @@ pub struct Feedback {
     /// when the request is the oldest unanswered one to its answer, so time
     /// spent queued behind another request does not count. Exponentially
     /// weighted, 1/8 per sample.
-    service_ns: std::sync::atomic::AtomicU64,
+    service_ns: AtomicU64,
 }
 
 impl Feedback {
@@ -213,16 +214,15 @@ impl Feedback {
     pub fn new(assumed: Duration) -> Feedback {
         Feedback {
             room: tokio::sync::Notify::new(),
-            service_ns: std::sync::atomic::AtomicU64::new(nanos(assumed)),
+            service_ns: AtomicU64::new(nanos(assumed)),
         }
     }
 
     pub fn service_time(&self) -> Duration {
-        Duration::from_nanos(self.service_ns.load(std::sync::atomic::Ordering::Relaxed))
+        Duration::from_nanos(self.service_ns.load(Ordering::Relaxed))
     }
 
     pub fn observe(&self, took: Duration) {
-        use std::sync::atomic::Ordering;
         let sample = nanos(took);
         // Racing updates lose a sample now and then; the mean stays a mean.
         let old = self.service_ns.load(Ordering::Relaxed);
@@ -297,7 +297,6 @@ impl Worker {
         let socket = spec.socket_dir.join(format!("worker-{n}.sock"));
         let spawn_error = |source| Error::SpawnWorker {
             language: spec.language.name(),
-
             program: spec.program.display().to_string(),
             source,
         };
@@ -648,10 +647,7 @@ impl Worker {
             };
             let _ = p.reply.send(Err(failed));
         }
-        lock(&self.live).remove(&self.pid);
-        if let Some(file) = &self.pid_file {
-            let _ = std::fs::remove_file(file);
-        }
+        forget(&self.live, self.pid, self.pid_file.as_deref());
         let _ = exited.send(true);
         self.feedback.room.notify_waiters();
     }
@@ -693,10 +689,7 @@ impl Drop for Worker {
         // this only matters for a worker whose reader never ran.
         if !*self.exited.borrow() {
             signal_group(self.pid, Signal::SIGKILL);
-            lock(&self.live).remove(&self.pid);
-            if let Some(file) = &self.pid_file {
-                let _ = std::fs::remove_file(file);
-            }
+            forget(&self.live, self.pid, self.pid_file.as_deref());
         }
     }
 }
@@ -752,8 +745,8 @@ impl From<String> for ReadFailure {
     }
 }
 
-/// Reads one frame and decodes it. Bytes beyond the frame stay in `buf`
-/// (a worker sends nothing unasked, so there are none in practice).
+/// Reads one frame and decodes it. Bytes beyond the frame (the start of
+/// the next answers, when requests are queued) stay in `buf`.
 async fn read_message(
     stream: &mut (impl tokio::io::AsyncRead + Unpin),
     buf: &mut BytesMut,
@@ -809,11 +802,17 @@ impl Drop for StartGuard {
     fn drop(&mut self) {
         if self.armed {
             signal_group(self.pid, Signal::SIGKILL);
-            lock(&self.live).remove(&self.pid);
-            if let Some(file) = &self.pid_file {
-                let _ = std::fs::remove_file(file);
-            }
+            forget(&self.live, self.pid, self.pid_file.as_deref());
         }
+    }
+}
+
+/// Takes a worker that is gone (or being killed) off the live list and
+/// removes its pid file.
+fn forget(live: &LivePids, pid: u32, pid_file: Option<&Path>) {
+    lock(live).remove(&pid);
+    if let Some(file) = pid_file {
+        let _ = std::fs::remove_file(file);
     }
 }
 
