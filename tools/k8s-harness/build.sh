@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Build etcd, kube-apiserver and kube-controller-manager from the committed
-# go.mod/go.sum into a cache directory outside the repository, keyed by the
-# Kubernetes version, the Go version and go.sum. Prints the directory.
+# Build the test cluster's binaries from the committed go.mod/go.sum files
+# into a cache directory outside the repository, keyed by the Kubernetes
+# version, the Go version and both go.sum files. Prints the directory.
 # Idempotent: a complete cached build is reused.
+#
+# The control plane (etcd, kube-apiserver, kube-controller-manager) serves
+# the API-server tests; the node (kube-scheduler, kubelet, kube-proxy, and
+# CoreDNS from its own module in coredns/, which needs newer client
+# libraries than the pinned Kubernetes ones) serves the real-node tests.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 CACHE="${KUBELESS_CACHE:-$HOME/.cache/kubeless-dev}"
@@ -10,9 +15,9 @@ cd "$HERE"
 export GOTOOLCHAIN=local
 V=$(go list -m -f '{{.Version}}' k8s.io/kubernetes)
 V=${V#v}
-KEY="v$V-$(go env GOVERSION)-$(sha256sum go.sum | cut -c1-12)"
+KEY="v$V-$(go env GOVERSION)-$(cat go.sum coredns/go.sum | sha256sum | cut -c1-12)"
 BIN="${K8S_HARNESS_BIN:-$CACHE/k8s-harness/$KEY}"
-BINARIES=(etcd kube-apiserver kube-controller-manager)
+BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy coredns)
 complete() { for b in "${BINARIES[@]}"; do [ -x "$BIN/$b" ] || return 1; done; }
 if complete; then echo "$BIN"; exit 0; fi
 mkdir -p "$BIN"
@@ -30,8 +35,13 @@ trap 'rm -rf "$TMP"' EXIT
 for b in "${BINARIES[@]}"; do
   [ -x "$BIN/$b" ] && continue
   echo "building $b v$V with $(go env GOVERSION) (-p $JOBS)" >&2
-  CGO_ENABLED=0 go build -mod=readonly -trimpath -buildvcs=false -p "$JOBS" \
-    -ldflags "$LDFLAGS" -o "$TMP/$b" "./cmd/$b"
+  if [ "$b" = coredns ]; then
+    (cd coredns && CGO_ENABLED=0 go build -mod=readonly -trimpath -buildvcs=false -p "$JOBS" \
+      -ldflags "-s -w" -o "$TMP/$b" .)
+  else
+    CGO_ENABLED=0 go build -mod=readonly -trimpath -buildvcs=false -p "$JOBS" \
+      -ldflags "$LDFLAGS" -o "$TMP/$b" "./cmd/$b"
+  fi
   mv "$TMP/$b" "$BIN/$b"
 done
 echo "$BIN"

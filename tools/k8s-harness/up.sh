@@ -16,6 +16,10 @@ ETCD_PORT="${K8S_HARNESS_ETCD_PORT:-23790}"
 ETCD_PEER_PORT="${K8S_HARNESS_ETCD_PEER_PORT:-23800}"
 API_PORT="${K8S_HARNESS_API_PORT:-16443}"
 KCM_PORT="${K8S_HARNESS_KCM_PORT:-16444}"
+# The address the API server binds and advertises. The default keeps it on
+# loopback; node-up.sh passes the node's address, so that pods reach the API
+# through the `kubernetes` Service (whose endpoint may not be loopback).
+API_ADDR="${K8S_HARNESS_API_ADDR:-127.0.0.1}"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -38,11 +42,11 @@ mkdir -p "$P"
     -subj "/CN=k8s-harness-ca" 2>/dev/null
   openssl req -newkey rsa:2048 -nodes -sha256 -keyout apiserver.key -out apiserver.csr \
     -subj "/CN=kube-apiserver" 2>/dev/null
-  cat >apiserver.ext <<'EXT'
+  cat >apiserver.ext <<EXT
 basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
+subjectAltName=IP:127.0.0.1,IP:10.0.0.1,IP:$API_ADDR,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
 EXT
   # -extfile matters: without it OpenSSL writes an X.509 v1 cert that rustls rejects
   openssl x509 -req -sha256 -days 3650 -in apiserver.csr -CA ca.crt -CAkey ca.key \
@@ -58,7 +62,7 @@ kind: Config
 clusters:
 - name: harness
   cluster:
-    server: https://127.0.0.1:$API_PORT
+    server: https://$API_ADDR:$API_PORT
     certificate-authority-data: $(base64 -w0 "$P/ca.crt")
 users:
 - name: admin
@@ -85,22 +89,23 @@ say "starting etcd on 127.0.0.1:$ETCD_PORT"
 echo $! >"$RUN/etcd.pid"
 wait_for 30 etcd curl -sf "http://127.0.0.1:$ETCD_PORT/health"
 
-say "starting kube-apiserver on 127.0.0.1:$API_PORT"
+say "starting kube-apiserver on $API_ADDR:$API_PORT"
 "$BIN/kube-apiserver" \
   --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-  --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
+  --bind-address="$API_ADDR" --advertise-address="$API_ADDR" --secure-port="$API_PORT" \
   --cert-dir="$P" --tls-cert-file="$P/apiserver.crt" --tls-private-key-file="$P/apiserver.key" \
   --client-ca-file="$P/ca.crt" --token-auth-file="$P/tokens.csv" \
   --authorization-mode=RBAC \
   --service-account-issuer=https://kubernetes.default.svc.cluster.local \
   --service-account-key-file="$P/sa.pub" --service-account-signing-key-file="$P/sa.key" \
   --service-cluster-ip-range=10.0.0.0/24 \
+  --kubelet-preferred-address-types=InternalIP \
   --allow-privileged=true --profiling=false --enable-priority-and-fairness=false --v=1 \
   >"$RUN/apiserver.log" 2>&1 &
 echo $! >"$RUN/apiserver.pid"
-wait_for 120 kube-apiserver curl -sf --cacert "$P/ca.crt" "https://127.0.0.1:$API_PORT/readyz"
+wait_for 120 kube-apiserver curl -sf --cacert "$P/ca.crt" "https://$API_ADDR:$API_PORT/readyz"
 wait_for 60 "the default namespace" curl -sf --cacert "$P/ca.crt" -H "Authorization: Bearer $TOKEN" \
-  "https://127.0.0.1:$API_PORT/api/v1/namespaces/default"
+  "https://$API_ADDR:$API_PORT/api/v1/namespaces/default"
 
 say "starting kube-controller-manager on 127.0.0.1:$KCM_PORT"
 "$BIN/kube-controller-manager" \
