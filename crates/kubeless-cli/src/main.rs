@@ -112,6 +112,9 @@ enum Command {
     /// Build a Function's image from a file (the Kubernetes build Job)
     #[command(name = "build-image", hide = true)]
     BuildImage(commands::build::BuildImageArgs),
+    /// Push a directory as a one-layer image (scripts/k8s-images.sh)
+    #[command(name = "push-rootfs", hide = true)]
+    PushRootfs(commands::push_rootfs::PushRootfsArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -139,6 +142,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Uninstall(a) => commands::uninstall::run(a),
         Command::CronInvoke(a) => commands::controller::cron_invoke(a),
         Command::BuildImage(a) => commands::build::run_image(a),
+        Command::PushRootfs(a) => commands::push_rootfs::run(a),
     }
 }
 

@@ -13,7 +13,7 @@
 //! once, and push.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, anyhow, bail};
 use clap::Args;
@@ -114,16 +114,7 @@ impl BuildFlags {
             .as_deref()
             .map(ImageRef::parse)
             .transpose()?;
-        let credentials = match &self.docker_config {
-            Some(p) => DockerConfig::load(p)?,
-            None => match std::env::var_os("HOME")
-                .map(|h| PathBuf::from(h).join(".docker/config.json"))
-                .filter(|p| p.is_file())
-            {
-                Some(p) => DockerConfig::load(&p)?,
-                None => DockerConfig::default(),
-            },
-        };
+        let credentials = docker_config(self.docker_config.as_deref())?;
         let extra_roots = match &self.ca_file {
             Some(p) => ExtraRoots::load(p)?,
             None => ExtraRoots::default(),
@@ -173,6 +164,21 @@ pub fn run_image(a: BuildImageArgs) -> anyhow::Result<()> {
     build_function(f, opts)
 }
 
+/// The registry credentials: the given docker config, else
+/// `~/.docker/config.json` when it exists, else none.
+pub(super) fn docker_config(path: Option<&Path>) -> anyhow::Result<DockerConfig> {
+    Ok(match path {
+        Some(p) => DockerConfig::load(p)?,
+        None => match std::env::var_os("HOME")
+            .map(|h| PathBuf::from(h).join(".docker/config.json"))
+            .filter(|p| p.is_file())
+        {
+            Some(p) => DockerConfig::load(&p)?,
+            None => DockerConfig::default(),
+        },
+    })
+}
+
 fn client(
     opts: Options,
     hosts: impl IntoIterator<Item = String>,
@@ -192,7 +198,7 @@ fn client(
     )?)
 }
 
-fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(super) fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -8,6 +8,7 @@ pub mod completion;
 pub mod controller;
 pub mod function;
 pub mod install;
+pub mod push_rootfs;
 pub mod secret;
 pub mod server_config;
 pub mod topic;
