@@ -5,6 +5,11 @@
 //! that names the same image, builds the binary the images need from a
 //! package that exists, with the Rust of rust-toolchain.toml, puts it where
 //! the controller's rendering expects it, and copies only paths that exist.
+//!
+//! What each image holds is listed once, in `deploy/images/*.packages`,
+//! which the build files install and `scripts/k8s-images.sh` copies from a
+//! Debian machine: the build files must read their lists, and the script
+//! must know every image.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -120,6 +125,55 @@ impl Dockerfile {
     }
 }
 
+/// The final stage of every image: the Debian release whose packages
+/// `deploy/images/*.packages` name.
+const DEBIAN_RELEASE: &str = "bookworm";
+const FINAL_BASE: &str = "debian:bookworm-slim";
+
+/// The package names of `deploy/images/<name>.packages` (lines starting
+/// with `/` name paths, comments start with `#`).
+fn package_list(name: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for line in read(&format!("deploy/images/{name}.packages")).lines() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() || line.starts_with('/') {
+            continue;
+        }
+        assert!(
+            line.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c)),
+            "deploy/images/{name}.packages: {line:?} is not a Debian package name"
+        );
+        out.insert(line.to_string());
+    }
+    out
+}
+
+impl Dockerfile {
+    /// The packages the final stage installs: it copies `base.packages`
+    /// and `<name>.packages` and installs their package names with
+    /// apt-get (paths are made by the installation itself).
+    fn installed_lists(&self, name: &str) -> BTreeSet<String> {
+        let lists = format!("deploy/images/base.packages deploy/images/{name}.packages");
+        assert!(
+            self.final_has("COPY", &format!("{lists} /tmp/packages/")),
+            "{}: COPY {lists} /tmp/packages/",
+            self.path
+        );
+        assert!(
+            self.final_stage().iter().any(|i| i.keyword == "RUN"
+                && i.args.contains(
+                    "apt-get install -y --no-install-recommends $(sed -e 's/#.*//' -e '/^\\//d' /tmp/packages/*)"
+                )),
+            "{}: installs the listed packages",
+            self.path
+        );
+        let mut all = package_list("base");
+        all.extend(package_list(name));
+        all
+    }
+}
+
 /// `channel` of rust-toolchain.toml.
 fn rust_channel() -> String {
     read("rust-toolchain.toml")
@@ -210,20 +264,28 @@ fn project_image_build_file() {
         "COPY",
         "--from=build /src/target/release/kubeless /usr/local/bin/kubeless"
     ));
-    // The prepare init container's tools beyond the base (sh, base64,
-    // sha256sum, tar and gzip are in every Debian image): `tar xf` of a
+    // The binary links against the final stage's glibc: one Debian release.
+    assert_eq!(froms[1], FINAL_BASE);
+    assert!(
+        froms[0].contains(&format!("-{DEBIAN_RELEASE} ")),
+        "the build stage is on {DEBIAN_RELEASE}: {}",
+        froms[0]
+    );
+    // The prepare init container's tools: `tar xf` of a
     // `.tar.bz2`/`.tar.xz` (compressedtar) runs bzip2/xz.
-    assert!(froms[1].starts_with("debian:"), "{}", froms[1]);
-    let install = d
-        .final_stage()
-        .iter()
-        .find(|i| i.keyword == "RUN" && i.args.contains("apt-get install"))
-        .expect("installs packages");
-    for tool in ["curl", "unzip", "ca-certificates", "bzip2", "xz-utils"] {
-        assert!(
-            install.args.split(' ').any(|w| w == tool),
-            "installs {tool}"
-        );
+    let packages = d.installed_lists("kubeless");
+    for tool in [
+        "dash",
+        "coreutils",
+        "tar",
+        "gzip",
+        "bzip2",
+        "xz-utils",
+        "unzip",
+        "curl",
+        "ca-certificates",
+    ] {
+        assert!(packages.contains(tool), "kubeless image lists {tool}");
     }
     assert!(d.final_has("USER", "1000"));
     assert!(d.final_has("ENTRYPOINT", r#"["/usr/local/bin/kubeless"]"#));
@@ -259,9 +321,33 @@ fn runtime_image_build_files() {
             "{path}: {default} not in {versions:?}"
         );
         let froms = d.all("FROM");
-        assert_eq!(froms.len(), 2, "{path}: {froms:?}");
         assert_eq!(froms[0], format!("rust:{channel}-alpine AS host"), "{path}");
-        assert!(froms[1].contains("${VERSION}"), "{path}: {}", froms[1]);
+        assert_eq!(froms[froms.len() - 1], FINAL_BASE, "{path}");
+        // A stage between them (Go's toolchain) is named and copied from.
+        for stage in &froms[1..froms.len() - 1] {
+            let (_, name) = stage
+                .split_once(" AS ")
+                .unwrap_or_else(|| panic!("{path}: unnamed stage {stage}"));
+            assert!(
+                d.all("COPY")
+                    .iter()
+                    .any(|c| c.starts_with(&format!("--from={name} "))),
+                "{path}: stage {name} is not used"
+            );
+        }
+        // The image is the version of the Debian packages (or of the Go
+        // release): the build refuses another VERSION.
+        assert!(d.final_has("ARG", "VERSION"), "{path}");
+        assert!(
+            d.final_stage()
+                .iter()
+                .any(|i| i.keyword == "RUN" && i.args.contains("\"$VERSION\"")),
+            "{path}: the image checks its toolchain's version against VERSION"
+        );
+        let packages = d.installed_lists(&format!("runtime-{language}"));
+        for needed in ["dash", "coreutils", "ca-certificates"] {
+            assert!(packages.contains(needed), "{path}: lists {needed}");
+        }
         assert!(
             d.all("RUN")
                 .contains(&"cargo build --release --locked -p kubeless-runtime"),
@@ -279,12 +365,22 @@ fn runtime_image_build_files() {
             .iter()
             .find(|i| i.keyword == "ENV")
             .unwrap_or_else(|| panic!("{path}: no ENV"));
+        let words: Vec<&str> = env.args.split(' ').collect();
+        for want in [
+            format!("KUBELESS_RUNTIME_LANGUAGE={language}"),
+            "HOME=/tmp".to_string(),
+        ] {
+            assert!(words.contains(&want.as_str()), "{path}: {}", env.args);
+        }
+        // scripts/k8s-images.sh reads the values as written.
         assert!(
+            words.iter().all(|w| w.contains('=') && !w.contains('$')),
+            "{path}: ENV NAME=VALUE pairs without variables: {}",
             env.args
-                .split(' ')
-                .any(|w| w == format!("KUBELESS_RUNTIME_LANGUAGE={language}")),
-            "{path}: {}",
-            env.args
+        );
+        assert!(
+            words.iter().any(|w| w.starts_with("PATH=")),
+            "{path}: ENV sets PATH"
         );
         assert!(d.final_has("WORKDIR", "/kubeless"), "{path}");
         assert!(d.final_has("USER", "1000"), "{path}");
@@ -316,4 +412,31 @@ fn runtime_image_build_files() {
         ignored.iter().any(|i| i == "target"),
         ".dockerignore keeps target/ out"
     );
+    // scripts/k8s-images.sh builds every image from the same lists.
+    let script = read("scripts/k8s-images.sh");
+    let all = script
+        .lines()
+        .find_map(|l| l.strip_prefix("ALL_IMAGES=("))
+        .and_then(|l| l.strip_suffix(')'))
+        .expect("scripts/k8s-images.sh: ALL_IMAGES=(...)");
+    let mut want = vec!["kubeless".to_string()];
+    want.extend(images.keys().map(|l| format!("runtime-{l}")));
+    want.push("pause".to_string());
+    let mut got: Vec<String> = all.split(' ').map(str::to_string).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "scripts/k8s-images.sh ALL_IMAGES");
+    for entry in std::fs::read_dir(root().join("deploy/images")).expect("deploy/images/") {
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .to_string();
+        if let Some(image) = name.strip_suffix(".packages") {
+            assert!(
+                image == "base" || got.iter().any(|g| g == image),
+                "deploy/images/{name} is no image's list"
+            );
+        }
+    }
 }
