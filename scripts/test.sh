@@ -11,9 +11,22 @@ say "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 say "starting the Kubernetes test control plane"
 K8S_RUN="$ROOT/target/k8s-harness"
-trap 'bash "$ROOT/tools/k8s-harness/down.sh" "$K8S_RUN"' EXIT
+NODE_RUN="$ROOT/target/k8s-node"
+cleanup() {
+  bash "$ROOT/tools/k8s-harness/down.sh" "$K8S_RUN"
+  bash "$ROOT/tools/k8s-harness/node-down.sh" "$NODE_RUN" >/dev/null
+}
+trap cleanup EXIT
 export KUBECONFIG
 KUBECONFIG="$(bash "$ROOT/tools/k8s-harness/up.sh" "$K8S_RUN")"
 export REQUIRE_K8S=1
 say "cargo test"
-cargo test --workspace --no-fail-fast
+# the real-node tests (real_node_*) run below, against a cluster with a kubelet
+cargo test --workspace --no-fail-fast -- --skip real_node_
+bash "$ROOT/tools/k8s-harness/down.sh" "$K8S_RUN"
+
+say "Kubernetes mode on a real node: cluster, images, tests"
+KUBECONFIG="$(bash "$ROOT/tools/k8s-harness/node-up.sh" "$NODE_RUN")"
+bash "$ROOT/scripts/k8s-images.sh" 127.0.0.1:5055
+export REQUIRE_K8S_NODE=1
+cargo test -p kubeless-e2e --test k8s_node --no-fail-fast -- --nocapture

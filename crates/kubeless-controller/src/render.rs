@@ -566,12 +566,20 @@ pub fn function_objects(f: &Function, settings: &Settings) -> Result<FunctionObj
             let runtime_mount = json!({"name": name, "mountPath": INSTALL_VOLUME});
             let mut inits = Vec::new();
             if !f.spec.function.is_empty() {
+                // An empty dependency file is not copied: Node.js 12 and
+                // later refuse to load a handler beside an empty
+                // package.json (Kubeless copied it, from Node.js 6 days).
+                let copied_deps = if f.spec.deps.is_empty() {
+                    ""
+                } else {
+                    &dep_name
+                };
                 let script = prepare_script(
                     &f.spec.function,
                     &f.spec.function_content_type,
                     &f.spec.checksum,
                     &file_name,
-                    &dep_name,
+                    copied_deps,
                 )?;
                 inits.push(json!({
                     "name": "prepare", "image": settings.provision_image,
@@ -580,20 +588,24 @@ pub fn function_objects(f: &Function, settings: &Settings) -> Result<FunctionObj
                     "volumeMounts": [runtime_mount, {"name": format!("{name}-deps"), "mountPath": "/src"}],
                 }));
             }
-            let needs_install =
-                !f.spec.deps.is_empty() || f.spec.function_content_type.contains("deps");
-            if needs_install {
+            // Go and Java have no installation step: their compile step
+            // resolves go.mod / pom.xml (as embedded mode does), so the
+            // dependency file is verified there instead.
+            let compiles_deps =
+                version.phase("installation").is_none() && version.phase("compilation").is_some();
+            let has_deps = !f.spec.deps.is_empty() || f.spec.function_content_type.contains("deps");
+            let deps_check = (!f.spec.deps.is_empty()).then(|| {
+                let sum = hex::encode(Sha256::digest(f.spec.deps.as_bytes()));
+                format!(
+                    "echo '{sum}  {INSTALL_VOLUME}/{dep_name}' > /tmp/deps.sha256 && sha256sum -c /tmp/deps.sha256"
+                )
+            });
+            if has_deps && !compiles_deps {
                 let phase = version
                     .phase("installation")
                     .ok_or_else(|| RenderError::NoInstallImage(f.spec.runtime.clone()))?;
                 let mut script = Vec::new();
-                if !f.spec.deps.is_empty() {
-                    let sum = hex::encode(Sha256::digest(f.spec.deps.as_bytes()));
-                    script.push(format!(
-                        "echo '{sum}  {INSTALL_VOLUME}/{dep_name}' > /tmp/deps.sha256"
-                    ));
-                    script.push("sha256sum -c /tmp/deps.sha256".to_string());
-                }
+                script.extend(deps_check.clone());
                 let mut env = user_env.clone();
                 env.push(env_var("KUBELESS_INSTALL_VOLUME", INSTALL_VOLUME));
                 env.push(env_var(
@@ -626,11 +638,14 @@ pub fn function_objects(f: &Function, settings: &Settings) -> Result<FunctionObj
                 env.push(env_var("KUBELESS_INSTALL_VOLUME", INSTALL_VOLUME));
                 env.push(env_var("KUBELESS_FUNC_NAME", &plan.function_name));
                 env.push(env_var("MOD_NAME", &plan.module));
-                let command = if !phase.command.is_empty() {
+                let mut command = if !phase.command.is_empty() {
                     phase.command.clone()
                 } else {
                     plan.compile.as_ref().map(shell_command).unwrap_or_default()
                 };
+                if compiles_deps && let Some(check) = &deps_check {
+                    command = format!("{check} && {command}");
+                }
                 for (k, v) in &phase.env {
                     set_env(&mut env, k, v);
                 }

@@ -523,3 +523,61 @@ fn build_job_and_built_image_deployment() {
     let o = render::function_objects(&custom_image(), &s).expect("renders");
     assert!(o.build.is_none());
 }
+
+/// The init containers' scripts of a rendered function, by name.
+fn init_scripts(f: &Function) -> BTreeMap<String, String> {
+    let o = render::function_objects(f, &Settings::default()).expect("renders");
+    let pod = serde_json::to_value(&o.deployment.spec.expect("spec").template.spec).expect("json");
+    pod["initContainers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap_or_default().to_string(),
+                c["command"][2].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn go_dependencies_are_resolved_by_the_compile_step() {
+    let mut f = python();
+    f.spec.runtime = "go1.26".into();
+    f.spec.handler = "handler.Hello".into();
+    f.spec.checksum = String::new();
+    f.spec.deps = "module function\n\nrequire github.com/google/uuid v1.6.0\n".into();
+    let scripts = init_scripts(&f);
+    // no install container: Go has no installation image, and no error
+    assert_eq!(
+        scripts.keys().collect::<Vec<_>>(),
+        ["compile", "prepare"],
+        "{scripts:?}"
+    );
+    assert!(
+        scripts["prepare"].ends_with("cp /src/go.mod /kubeless"),
+        "{scripts:?}"
+    );
+    assert!(
+        scripts["compile"].starts_with("echo '")
+            && scripts["compile"].contains(
+                "/kubeless/go.mod' > /tmp/deps.sha256 && sha256sum -c /tmp/deps.sha256 && "
+            ),
+        "{scripts:?}"
+    );
+}
+
+#[test]
+fn an_empty_dependency_file_is_not_copied() {
+    let mut f = python();
+    f.spec.runtime = "nodejs20".into();
+    f.spec.deps = String::new();
+    let scripts = init_scripts(&f);
+    assert_eq!(
+        scripts.keys().collect::<Vec<_>>(),
+        ["prepare"],
+        "{scripts:?}"
+    );
+    assert!(!scripts["prepare"].contains("package.json"), "{scripts:?}");
+}

@@ -1,0 +1,710 @@
+//! Kubernetes mode on a real node: the one-node cluster of
+//! tools/k8s-harness/node-up.sh (kubelet, containerd, CNI bridge,
+//! kube-proxy, CoreDNS, local registry) with the project's images built by
+//! scripts/k8s-images.sh. `kubeless install` applies the real manifests,
+//! controller-manager runs as a pod under its ServiceAccount, and functions
+//! run in pods that the tests call through the API server's service proxy,
+//! exactly as a user on a cluster would.
+//!
+//! Every test name starts with `real_node_`: scripts/test.sh runs the other
+//! Kubernetes tests against the bare control plane with `--skip real_node_`
+//! and these against the node. Without a cluster that has a Ready node the
+//! tests are skipped, except when `REQUIRE_K8S_NODE=1` or `CI` is set: then
+//! they fail.
+
+mod k8s_support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Service};
+use k8s_support::eventually;
+use kube::Client;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use serde_json::json;
+
+fn required() -> bool {
+    std::env::var_os("REQUIRE_K8S_NODE").is_some_and(|v| v == "1")
+        || std::env::var_os("CI").is_some()
+}
+
+/// A client of a cluster with a Ready node, or `None` (skip) when there is
+/// none and none is required.
+async fn node_client() -> Option<Client> {
+    let skip = |why: &str| {
+        assert!(
+            !required(),
+            "REQUIRE_K8S_NODE=1/CI but {why}: start tools/k8s-harness/node-up.sh \
+             (scripts/test.sh does) and export the KUBECONFIG it prints"
+        );
+        eprintln!("skipped: {why} (tools/k8s-harness/node-up.sh starts a node)");
+    };
+    if std::env::var_os("KUBECONFIG").is_none() {
+        skip("KUBECONFIG is not set");
+        return None;
+    }
+    let c = Client::try_default().await.expect("kubeconfig is usable");
+    let nodes = Api::<Node>::all(c.clone())
+        .list(&ListParams::default())
+        .await
+        .expect("list nodes");
+    let ready = nodes.items.iter().any(|n| {
+        n.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    });
+    if !ready {
+        skip("the cluster has no Ready node");
+        return None;
+    }
+    Some(c)
+}
+
+/// Run a command to completion; answers (success, stdout, stderr).
+fn run(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn kubeless_cmd(args: &[&str]) -> Command {
+    let mut cmd = Command::new(k8s_support::kubeless_bin());
+    cmd.arg("--backend").arg("kubernetes").args(args);
+    cmd.env_remove("KUBELESS_NAMESPACE")
+        .env_remove("KUBELESS_CONFIG");
+    cmd
+}
+
+/// `kubeless --backend kubernetes ARGS`, required to succeed; answers stdout.
+async fn kubeless_ok(args: &[&str]) -> String {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, out, err) = run(&mut kubeless_cmd(&refs));
+        assert!(ok, "kubeless {args:?} failed\nstdout: {out}\nstderr: {err}");
+        out
+    })
+    .await
+    .expect("join")
+}
+
+/// `kubeless --backend kubernetes ARGS`: (success, stdout + stderr).
+async fn kubeless_try(args: &[&str]) -> (bool, String) {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, out, err) = run(&mut kubeless_cmd(&refs));
+        (ok, format!("{out}{err}"))
+    })
+    .await
+    .expect("join")
+}
+
+/// `kubeless install` once per test binary, then wait until the
+/// controller-manager pod is available.
+fn install_once() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let t = Instant::now();
+        let (ok, out, err) = run(&mut kubeless_cmd(&["install"]));
+        assert!(ok, "kubeless install failed\nstdout: {out}\nstderr: {err}");
+        let (ok, out, err) = run(Command::new("kubectl").args([
+            "-n",
+            "kubeless",
+            "rollout",
+            "status",
+            "deployment/kubeless-controller-manager",
+            "--timeout=180s",
+        ]));
+        assert!(
+            ok,
+            "controller-manager did not become available\n{out}{err}\n{}",
+            diagnose("kubeless")
+        );
+        eprintln!(
+            "kubeless install -> controller-manager available: {:.1}s",
+            t.elapsed().as_secs_f64()
+        );
+    });
+}
+
+/// What a failing test prints about a namespace: pods, events, and the
+/// controller-manager's log.
+fn diagnose(ns: &str) -> String {
+    let mut s = String::new();
+    for args in [
+        vec!["get", "pods", "-o", "wide", "-n", ns],
+        vec!["get", "events", "--sort-by=.lastTimestamp", "-n", ns],
+        vec![
+            "logs",
+            "-n",
+            "kubeless",
+            "deployment/kubeless-controller-manager",
+            "--tail=40",
+        ],
+    ] {
+        let (_, out, err) = run(Command::new("kubectl").args(&args));
+        s.push_str(&format!("$ kubectl {}\n{out}{err}\n", args.join(" ")));
+    }
+    s
+}
+
+async fn create_namespace(c: &Client, ns: &str) {
+    let nss: Api<Namespace> = Api::all(c.clone());
+    let _ = nss.delete(ns, &DeleteParams::default()).await.map(|_| ());
+    eventually(&format!("namespace {ns} to be gone"), 120, || async {
+        nss.get_opt(ns)
+            .await
+            .ok()
+            .and_then(|o| o.is_none().then_some(()))
+    })
+    .await;
+    nss.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns"),
+    )
+    .await
+    .expect("create namespace");
+}
+
+/// One function per language, as a user writes it.
+struct Lang {
+    name: &'static str,
+    runtime: &'static str,
+    handler: &'static str,
+    file: &'static str,
+    v1: &'static str,
+    v2: &'static str,
+}
+
+const LANGS: &[Lang] = &[
+    Lang {
+        name: "hello-python",
+        runtime: "python3.11",
+        handler: "hello.hello",
+        file: "hello.py",
+        v1: "def hello(event, context):\n    return 'python v1 ' + event['data'].decode()\n",
+        v2: "def hello(event, context):\n    return 'python v2 ' + event['data'].decode()\n",
+    },
+    Lang {
+        name: "hello-nodejs",
+        runtime: "nodejs20",
+        handler: "hello.hello",
+        file: "hello.js",
+        v1: "module.exports = { hello: (event, context) => 'nodejs v1 ' + event.data };\n",
+        v2: "module.exports = { hello: (event, context) => 'nodejs v2 ' + event.data };\n",
+    },
+    Lang {
+        name: "hello-ruby",
+        runtime: "ruby3.1",
+        handler: "hello.hello",
+        file: "hello.rb",
+        v1: "def hello(event, context)\n  \"ruby v1 #{event[:data]}\"\nend\n",
+        v2: "def hello(event, context)\n  \"ruby v2 #{event[:data]}\"\nend\n",
+    },
+    Lang {
+        name: "hello-php",
+        runtime: "php8.2",
+        handler: "hello.hello",
+        file: "hello.php",
+        v1: "<?php\nfunction hello($event, $context) {\n  return 'php v1 ' . $event->data;\n}\n",
+        v2: "<?php\nfunction hello($event, $context) {\n  return 'php v2 ' . $event->data;\n}\n",
+    },
+    Lang {
+        name: "hello-go",
+        runtime: "go1.26",
+        handler: "hello.Hello",
+        file: "hello.go",
+        v1: "package kubeless\n\nimport \"github.com/kubeless/kubeless/pkg/functions\"\n\n\
+             func Hello(event functions.Event, context functions.Context) (string, error) {\n\
+             \treturn \"go v1 \" + event.Data, nil\n}\n",
+        v2: "package kubeless\n\nimport \"github.com/kubeless/kubeless/pkg/functions\"\n\n\
+             func Hello(event functions.Event, context functions.Context) (string, error) {\n\
+             \treturn \"go v2 \" + event.Data, nil\n}\n",
+    },
+    Lang {
+        name: "hello-java",
+        runtime: "java17",
+        handler: "Hello.hello",
+        file: "Hello.java",
+        v1: "package io.kubeless;\n\npublic class Hello {\n    public String hello(io.kubeless.Event event, \
+             io.kubeless.Context context) {\n        return \"java v1 \" + event.Data;\n    }\n}\n",
+        v2: "package io.kubeless;\n\npublic class Hello {\n    public String hello(io.kubeless.Event event, \
+             io.kubeless.Context context) {\n        return \"java v2 \" + event.Data;\n    }\n}\n",
+    },
+];
+
+/// Call until the answer contains `want` (pods start, roll, compile);
+/// answers the time it took.
+async fn call_until(name: &str, ns: &str, data: &str, want: &str, secs: u64) -> Duration {
+    let t = Instant::now();
+    let deadline = t + Duration::from_secs(secs);
+    loop {
+        let (ok, out) = kubeless_try(&["function", "call", name, "-n", ns, "--data", data]).await;
+        if ok && out.contains(want) {
+            return t.elapsed();
+        }
+        if Instant::now() > deadline {
+            let ns = ns.to_string();
+            let d = tokio::task::spawn_blocking(move || diagnose(&ns))
+                .await
+                .expect("join");
+            panic!("{name} did not answer {want:?} within {secs}s; last answer: {out}\n{d}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write code file");
+    p
+}
+
+/// Deploy, call, logs, describe, top, update and delete a function in each
+/// of the six languages, every one in its own pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_node_functions_in_every_language() {
+    let Some(c) = node_client().await else { return };
+    tokio::task::spawn_blocking(install_once)
+        .await
+        .expect("install");
+    let ns = "node-langs";
+    create_namespace(&c, ns).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // deploy all six, then wait for each: the node starts them side by side
+    let mut started = Vec::new();
+    for l in LANGS {
+        let v1 = write(dir.path(), &format!("v1-{}", l.file), l.v1);
+        let code = dir.path().join(l.name);
+        std::fs::create_dir_all(&code).expect("mkdir");
+        let f = code.join(l.file);
+        std::fs::copy(&v1, &f).expect("copy");
+        started.push(Instant::now());
+        kubeless_ok(&[
+            "function",
+            "deploy",
+            l.name,
+            "-n",
+            ns,
+            "--runtime",
+            l.runtime,
+            "--handler",
+            l.handler,
+            "--from-file",
+            f.to_str().expect("utf-8"),
+            "--env",
+            "GREETING=hi",
+            "--memory",
+            "256Mi",
+        ])
+        .await;
+    }
+    for (l, t0) in LANGS.iter().zip(&started) {
+        let lang = l
+            .runtime
+            .trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
+        call_until(l.name, ns, "ping", &format!("{lang} v1 ping"), 300).await;
+        eprintln!(
+            "{}: deploy -> first answer {:.1}s",
+            l.runtime,
+            t0.elapsed().as_secs_f64()
+        );
+    }
+
+    for l in LANGS {
+        // the function's log has the access line of the calls
+        let logs = kubeless_ok(&["function", "logs", l.name, "-n", ns]).await;
+        assert!(
+            logs.contains(" 200 "),
+            "{}: no access log line in\n{logs}",
+            l.name
+        );
+        let describe = kubeless_ok(&["function", "describe", l.name, "-n", ns]).await;
+        assert!(
+            describe.contains(l.runtime) && describe.contains(l.handler),
+            "{describe}"
+        );
+        let ls = kubeless_ok(&["function", "ls", l.name, "-n", ns]).await;
+        assert!(ls.contains("1/1 READY"), "{ls}");
+    }
+    let top = kubeless_ok(&["function", "top", "-n", ns]).await;
+    for l in LANGS {
+        assert!(top.contains(l.name), "{top}");
+    }
+
+    // an update rolls the pods and the new code answers
+    for l in LANGS {
+        let f = dir.path().join(l.name).join(l.file);
+        std::fs::write(&f, l.v2).expect("write v2");
+        kubeless_ok(&[
+            "function",
+            "update",
+            l.name,
+            "-n",
+            ns,
+            "--from-file",
+            f.to_str().expect("utf-8"),
+        ])
+        .await;
+    }
+    for l in LANGS {
+        let lang = l
+            .runtime
+            .trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
+        let took = call_until(l.name, ns, "pong", &format!("{lang} v2 pong"), 300).await;
+        eprintln!(
+            "{}: update -> new code answers {:.1}s",
+            l.runtime,
+            took.as_secs_f64()
+        );
+    }
+
+    // delete removes every child
+    for l in LANGS {
+        kubeless_ok(&["function", "delete", l.name, "-n", ns]).await;
+    }
+    let deployments: Api<Deployment> = Api::namespaced(c.clone(), ns);
+    let services: Api<Service> = Api::namespaced(c.clone(), ns);
+    let config_maps: Api<ConfigMap> = Api::namespaced(c.clone(), ns);
+    for l in LANGS {
+        eventually(
+            &format!("{}'s children to be deleted", l.name),
+            120,
+            || async {
+                let d = deployments.get_opt(l.name).await.ok()?;
+                let s = services.get_opt(l.name).await.ok()?;
+                let m = config_maps.get_opt(l.name).await.ok()?;
+                (d.is_none() && s.is_none() && m.is_none()).then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+/// A package mirror on the node's address, for pods that cannot reach the
+/// internet (as on an air-gapped cluster): a static HTTP server over files
+/// the test fetched on the host with the ordinary clients (pip, npm, go).
+/// It serves pip's `--find-links` page, npm registry documents and
+/// tarballs, a Go module proxy, and plain files (code for `url` functions).
+mod mirror {
+    use std::collections::HashMap;
+    use std::path::Path;
+    use std::process::Command;
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// The node's address, reachable from every pod (node-up.sh).
+    pub const NODE_IP: &str = "10.250.0.1";
+
+    #[derive(Default)]
+    pub struct Files(HashMap<String, (&'static str, Vec<u8>)>);
+
+    impl Files {
+        pub fn add(&mut self, path: &str, content_type: &'static str, body: Vec<u8>) {
+            self.0.insert(path.to_string(), (content_type, body));
+        }
+    }
+
+    /// A listener on NODE_IP and its base URL (`http://10.250.0.1:PORT`).
+    pub async fn bind() -> (TcpListener, String) {
+        let listener = TcpListener::bind((NODE_IP, 0))
+            .await
+            .expect("bind the mirror on the node address");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        (listener, base)
+    }
+
+    /// Serve `files` until the test's runtime ends.
+    pub fn serve(listener: TcpListener, files: Files) {
+        let files = Arc::new(files);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut conn, _)) = listener.accept().await else {
+                    return;
+                };
+                let files = files.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    let mut n = 0;
+                    while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") && n < buf.len() {
+                        match conn.read(&mut buf[n..]).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(m) => n += m,
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                    let mut parts = head.split_whitespace();
+                    let method = parts.next().unwrap_or_default().to_string();
+                    let path = parts.next().unwrap_or_default();
+                    let path = path.split('?').next().unwrap_or_default().to_string();
+                    let (status, ctype, body) = match files.0.get(&path) {
+                        Some((t, b)) => ("200 OK", *t, b.clone()),
+                        None => ("404 Not Found", "text/plain", b"not found\n".to_vec()),
+                    };
+                    let head = format!(
+                        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = conn.write_all(head.as_bytes()).await;
+                    if method != "HEAD" {
+                        let _ = conn.write_all(&body).await;
+                    }
+                    let _ = conn.shutdown().await;
+                });
+            }
+        });
+    }
+
+    fn run_ok(cmd: &mut Command) -> String {
+        let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+        assert!(
+            out.status.success(),
+            "{cmd:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A wheel from PyPI, served as pip's `--find-links` page at `/pypi/`.
+    pub fn python(files: &mut Files, dir: &Path, requirement: &str) {
+        let d = dir.join("pypi");
+        std::fs::create_dir_all(&d).expect("mkdir");
+        run_ok(Command::new("python3").args([
+            "-m",
+            "pip",
+            "download",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-d",
+            d.to_str().expect("utf-8"),
+            requirement,
+        ]));
+        let mut page = String::from("<html><body>\n");
+        for e in std::fs::read_dir(&d).expect("read pypi dir").flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            page.push_str(&format!("<a href=\"{name}\">{name}</a>\n"));
+            let body = std::fs::read(e.path()).expect("read wheel");
+            files.add(&format!("/pypi/{name}"), "application/octet-stream", body);
+        }
+        page.push_str("</body></html>\n");
+        // one page per project under /simple/ (PEP 503): links are relative
+        let project = requirement
+            .split("==")
+            .next()
+            .unwrap_or(requirement)
+            .to_lowercase();
+        let simple = page.replace("href=\"", "href=\"../../pypi/");
+        files.add(
+            &format!("/simple/{project}/"),
+            "text/html",
+            simple.into_bytes(),
+        );
+        files.add("/pypi/", "text/html", page.into_bytes());
+    }
+
+    /// A package from the npm registry (no dependencies of its own), served
+    /// as a registry document and tarball under `/npm/`.
+    pub fn npm(files: &mut Files, dir: &Path, base: &str, name: &str, version: &str) {
+        let d = dir.join("npm");
+        std::fs::create_dir_all(&d).expect("mkdir");
+        let out = run_ok(
+            Command::new("npm")
+                .args([
+                    "pack",
+                    &format!("{name}@{version}"),
+                    "--json",
+                    "--pack-destination",
+                ])
+                .arg(&d),
+        );
+        let packed: serde_json::Value = serde_json::from_str(&out).expect("npm pack --json");
+        let integrity = packed[0]["integrity"]
+            .as_str()
+            .expect("integrity")
+            .to_string();
+        let filename = packed[0]["filename"]
+            .as_str()
+            .expect("filename")
+            .to_string();
+        let tarball = std::fs::read(d.join(&filename)).expect("read tarball");
+        let tar_path = format!("/npm/{name}/-/{name}-{version}.tgz");
+        let doc = serde_json::json!({
+            "name": name,
+            "dist-tags": {"latest": version},
+            "versions": {version: {
+                "name": name,
+                "version": version,
+                "dist": {"tarball": format!("{base}{tar_path}"), "integrity": integrity},
+            }},
+        });
+        files.add(
+            &format!("/npm/{name}"),
+            "application/json",
+            doc.to_string().into_bytes(),
+        );
+        files.add(&tar_path, "application/octet-stream", tarball);
+    }
+
+    /// A module from the Go module proxy, served as a GOPROXY under `/go/`.
+    pub fn go(files: &mut Files, dir: &Path, module: &str, version: &str) {
+        let cache = dir.join("gomodcache");
+        let out = run_ok(
+            Command::new("go")
+                .args(["mod", "download", "-json", &format!("{module}@{version}")])
+                .env("GOMODCACHE", &cache)
+                .env("GOFLAGS", "-modcacherw")
+                .env("GOTOOLCHAIN", "local"),
+        );
+        let info: serde_json::Value = serde_json::from_str(&out).expect("go mod download -json");
+        let at = format!("/go/{module}/@v/");
+        files.add(
+            &format!("{at}list"),
+            "text/plain",
+            format!("{version}\n").into_bytes(),
+        );
+        for (key, ext, ctype) in [
+            ("Info", "info", "application/json"),
+            ("GoMod", "mod", "text/plain"),
+            ("Zip", "zip", "application/zip"),
+        ] {
+            let p = info[key].as_str().expect("download path");
+            let body = std::fs::read(p).expect("read module file");
+            files.add(&format!("{at}{version}.{ext}"), ctype, body);
+        }
+    }
+}
+
+/// Dependencies installed by the function's init containers from a package
+/// mirror on the node (requirements.txt, package.json, go.mod), with the
+/// variables a user sets for a private index: `PIP_INDEX_URL`, Kubeless's
+/// `NPM_REGISTRY`, `GOPROXY`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_node_dependencies_from_a_package_mirror() {
+    let Some(c) = node_client().await else { return };
+    tokio::task::spawn_blocking(install_once)
+        .await
+        .expect("install");
+    let ns = "node-deps";
+    create_namespace(&c, ns).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    let (listener, base) = mirror::bind().await;
+    let mut files = mirror::Files::default();
+    let fetch_dir = dir.path().join("mirror");
+    {
+        let (d, b) = (fetch_dir.clone(), base.clone());
+        files = tokio::task::spawn_blocking(move || {
+            mirror::python(&mut files, &d, "six==1.16.0");
+            mirror::npm(&mut files, &d, &b, "is-number", "7.0.0");
+            mirror::go(&mut files, &d, "github.com/google/uuid", "v1.6.0");
+            files
+        })
+        .await
+        .expect("fetch the mirror's packages");
+    }
+    mirror::serve(listener, files);
+
+    struct WithDeps {
+        name: &'static str,
+        runtime: &'static str,
+        handler: &'static str,
+        file: &'static str,
+        code: &'static str,
+        deps_file: &'static str,
+        deps: &'static str,
+        env: Vec<String>,
+        want: &'static str,
+    }
+    let cases = [
+        WithDeps {
+            name: "deps-python",
+            runtime: "python3.11",
+            handler: "sixer.handler",
+            file: "sixer.py",
+            code: "import six\n\ndef handler(event, context):\n    return 'six ' + six.__version__\n",
+            deps_file: "requirements.txt",
+            deps: "six==1.16.0\n",
+            env: vec![
+                format!("PIP_INDEX_URL={base}/simple/"),
+                format!("PIP_TRUSTED_HOST={}", mirror::NODE_IP),
+            ],
+            want: "six 1.16.0",
+        },
+        WithDeps {
+            name: "deps-nodejs",
+            runtime: "nodejs20",
+            handler: "num.handler",
+            file: "num.js",
+            code: "const isNumber = require('is-number');\n\
+                   module.exports = { handler: () => 'is-number ' + isNumber(5) };\n",
+            deps_file: "package.json",
+            deps: "{\"name\": \"num\", \"version\": \"1.0.0\", \"dependencies\": {\"is-number\": \"7.0.0\"}}\n",
+            env: vec![format!("NPM_REGISTRY={base}/npm/")],
+            want: "is-number true",
+        },
+        WithDeps {
+            name: "deps-go",
+            runtime: "go1.26",
+            handler: "handler.Parse",
+            file: "handler.go",
+            code: "package kubeless\n\nimport (\n\t\"github.com/google/uuid\"\n\t\
+                   \"github.com/kubeless/kubeless/pkg/functions\"\n)\n\n\
+                   func Parse(event functions.Event, context functions.Context) (string, error) {\n\
+                   \tid, err := uuid.Parse(\"6ba7b810-9dad-11d1-80b4-00c04fd430c8\")\n\
+                   \tif err != nil {\n\t\treturn \"\", err\n\t}\n\
+                   \treturn \"uuid version \" + id.Version().String(), nil\n}\n",
+            deps_file: "go.mod",
+            deps: "module function\n\ngo 1.21\n\nrequire github.com/google/uuid v1.6.0\n",
+            env: vec![format!("GOPROXY={base}/go"), "GOSUMDB=off".to_string()],
+            want: "uuid version VERSION_1",
+        },
+    ];
+    for w in &cases {
+        let code = write(dir.path(), w.file, w.code);
+        let deps = write(dir.path(), &format!("{}-{}", w.name, w.deps_file), w.deps);
+        let mut args = vec![
+            "function",
+            "deploy",
+            w.name,
+            "-n",
+            ns,
+            "--runtime",
+            w.runtime,
+            "--handler",
+            w.handler,
+            "--from-file",
+            code.to_str().expect("utf-8"),
+            "--dependencies",
+            deps.to_str().expect("utf-8"),
+        ];
+        for e in &w.env {
+            args.extend(["--env", e.as_str()]);
+        }
+        kubeless_ok(&args).await;
+    }
+    for w in &cases {
+        let took = call_until(w.name, ns, "x", w.want, 300).await;
+        eprintln!(
+            "{} with {}: deploy -> first answer {:.1}s",
+            w.runtime,
+            w.deps_file,
+            took.as_secs_f64()
+        );
+    }
+    for w in &cases {
+        kubeless_ok(&["function", "delete", w.name, "-n", ns]).await;
+    }
+}
