@@ -34,7 +34,13 @@
 # key the registry already has is neither assembled nor pushed, so a
 # second run with nothing changed takes seconds.
 #
-# Usage: scripts/k8s-images.sh REGISTRY [IMAGE...]
+# Usage: scripts/k8s-images.sh [--every-version] REGISTRY [IMAGE...]
+#   --every-version  also tag each runtime image under every other version
+#             of its language that deploy/kubeless.yaml names (python 3.6 to
+#             3.13, nodejs 10 to 22, ...): the image runs them all on this
+#             machine's toolchain, as embedded mode does, so that Kubeless
+#             manifests naming older versions run unchanged on a test
+#             cluster. Plain-HTTP (loopback) registries only.
 #   REGISTRY  HOST:PORT; plain HTTP on loopback (127.0.0.1:5055), else HTTPS
 #             with ~/.docker/config.json credentials
 #   IMAGE     kubeless, runtime-<language> or pause; default: all of them
@@ -51,7 +57,12 @@ SKIP=" dpkg debconf debconf-2.0 perl-base debianutils install-info ucf sensible-
 # Documentation and translations, as debian:*-slim leaves them out.
 EXCLUDE='^/usr/share/(man|info|locale|lintian|linda|bug|doc-base|gtk-doc|help|bash-completion|zsh|fish|menu)(/|$)'
 
-[ $# -ge 1 ] && [ -n "$1" ] || die "usage: scripts/k8s-images.sh REGISTRY [IMAGE...]"
+every_version=""
+if [ "${1:-}" = --every-version ]; then
+  every_version=1
+  shift
+fi
+[ $# -ge 1 ] && [ -n "$1" ] || die "usage: scripts/k8s-images.sh [--every-version] REGISTRY [IMAGE...]"
 registry="$1"
 shift
 images=("$@")
@@ -74,6 +85,8 @@ case "$registry" in
   127.* | localhost | localhost:* | "[::1]"*) insecure=(--insecure) ;;
   *) insecure=() ;;
 esac
+[ -z "$every_version" ] || [ ${#insecure[@]} -gt 0 ] \
+  || die "--every-version tags images on a plain-HTTP loopback registry only"
 workspace_version="$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml")"
 [ -n "$workspace_version" ] || die "no [workspace.package] version in Cargo.toml"
 
@@ -534,6 +547,23 @@ build_pause() {
   rm -rf "$rootfs"
 }
 
+# tag_every_version REF: the manifest under REF also under every other tag
+# deploy/kubeless.yaml names for its repository (--every-version).
+tag_every_version() {
+  local ref="$1" path repo tag accept="application/vnd.oci.image.manifest.v1+json" t
+  path="${ref#"$registry"/}"
+  repo="${path%:*}"
+  tag="${path##*:}"
+  curl -sf -H "Accept: $accept" -o "$work/manifest.json" "http://$registry/v2/$repo/manifests/$tag" \
+    || die "cannot read $ref back from the registry"
+  for t in $(grep -o "ghcr.io/$repo:[^\"' ]*" "$ROOT/deploy/kubeless.yaml" | sed 's/.*://' | sort -u); do
+    [ "$t" = "$tag" ] && continue
+    curl -sf -X PUT -H "Content-Type: $accept" --data-binary "@$work/manifest.json" \
+      "http://$registry/v2/$repo/manifests/$t" >/dev/null || die "cannot tag $repo:$t"
+  done
+  say "  $ref also tagged as every version of deploy/kubeless.yaml"
+}
+
 load_dpkg
 runtime_sum="$(sha256sum <"$runtime_bin" | cut -d' ' -f1)"
 for image in "${images[@]}"; do
@@ -541,5 +571,8 @@ for image in "${images[@]}"; do
     pause) build_pause ;;
     *) build_debian_image "$image" ;;
   esac
+  if [ -n "$every_version" ] && [[ $image == runtime-* ]]; then
+    tag_every_version "$REF"
+  fi
 done
 say "images on $registry ready in $((SECONDS - started)) s"

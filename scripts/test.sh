@@ -27,6 +27,6 @@ bash "$ROOT/tools/k8s-harness/down.sh" "$K8S_RUN"
 
 say "Kubernetes mode on a real node: cluster, images, tests"
 KUBECONFIG="$(bash "$ROOT/tools/k8s-harness/node-up.sh" "$NODE_RUN")"
-bash "$ROOT/scripts/k8s-images.sh" 127.0.0.1:5055
+bash "$ROOT/scripts/k8s-images.sh" --every-version 127.0.0.1:5055
 export REQUIRE_K8S_NODE=1
 cargo test -p kubeless-e2e --test k8s_node --no-fail-fast -- --nocapture

@@ -708,3 +708,259 @@ async fn real_node_dependencies_from_a_package_mirror() {
         kubeless_ok(&["function", "delete", w.name, "-n", ns]).await;
     }
 }
+
+/// Kubeless's own example manifests applied with `kubectl apply -f`, one per
+/// content type (text, base64, base64+zip, base64+compressedtar, url,
+/// url+zip+deps), each on the runtime id it names (python3.8, nodejs14,
+/// ruby2.6, php7.4, go1.14: the test cluster's images run every version of a
+/// language on the machine's toolchain). The `url` manifests name files on
+/// the internet: those two get the URL of the same code on the node's mirror
+/// and its checksum; every other manifest is applied as written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_node_kubeless_manifests_with_kubectl() {
+    let Some(c) = node_client().await else { return };
+    tokio::task::spawn_blocking(install_once)
+        .await
+        .expect("install");
+    let ns = "node-manifests";
+    create_namespace(&c, ns).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // the code the url manifests point at, served from the node's address
+    let (listener, base) = mirror::bind().await;
+    let hello_py = b"def handler(event, context):\n    return 'hello world'\n".to_vec();
+    let go_zip = {
+        use std::io::Write as _;
+        let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default();
+        z.start_file("handler.go", opts).expect("zip");
+        z.write_all(
+            b"package kubeless\n\nimport \"github.com/kubeless/kubeless/pkg/functions\"\n\n\
+              func Foo(event functions.Event, context functions.Context) (string, error) {\n\
+              \treturn \"hello world\", nil\n}\n",
+        )
+        .expect("zip");
+        z.start_file("go.mod", opts).expect("zip");
+        z.write_all(b"module function\n\ngo 1.21\n").expect("zip");
+        z.finish().expect("zip").into_inner()
+    };
+    let sha = |b: &[u8]| {
+        use sha2::Digest as _;
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(b)))
+    };
+    let urls = [
+        (
+            "function-url.yaml",
+            format!("{base}/code/hello.py"),
+            sha(&hello_py),
+        ),
+        (
+            "function-url-zip.yaml",
+            format!("{base}/code/go-hello.zip"),
+            sha(&go_zip),
+        ),
+    ];
+    let mut files = mirror::Files::default();
+    files.add("/code/hello.py", "text/x-python", hello_py);
+    files.add("/code/go-hello.zip", "application/zip", go_zip);
+    mirror::serve(listener, files);
+
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/kubeless");
+    let mut names = Vec::new();
+    for file in [
+        "function-text.yaml",
+        "function-base64.yaml",
+        "function-base64-zip.yaml",
+        "function-base64-compressedtar.yaml",
+        "function-url.yaml",
+        "function-url-zip.yaml",
+    ] {
+        let text = std::fs::read_to_string(Path::new(fixtures).join(file)).expect("fixture");
+        let mut doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("yaml");
+        if let Some((_, url, sum)) = urls.iter().find(|(f, _, _)| *f == file) {
+            doc["spec"]["function"] = url.clone().into();
+            doc["spec"]["checksum"] = sum.clone().into();
+        }
+        names.push(doc["metadata"]["name"].as_str().expect("name").to_string());
+        let path = dir.path().join(file);
+        std::fs::write(&path, serde_yaml::to_string(&doc).expect("yaml")).expect("write");
+        let (ok, out, err) = run(Command::new("kubectl")
+            .args(["apply", "-n", ns, "-f"])
+            .arg(&path));
+        assert!(ok, "kubectl apply -f {file}: {out}{err}");
+    }
+    for name in &names {
+        let took = call_until(name, ns, "x", "hello world", 300).await;
+        eprintln!(
+            "{name}: kubectl apply -> first answer {:.1}s",
+            took.as_secs_f64()
+        );
+    }
+    let (ok, out, err) =
+        run(Command::new("kubectl").args(["delete", "functions", "--all", "-n", ns]));
+    assert!(ok, "{out}{err}");
+}
+
+/// What a function is given: a secret mounted at /<secret>, `--env`,
+/// `--memory` as the container's cgroup limit, `--port`, and `--timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_node_secrets_env_memory_port_and_timeout() {
+    let Some(c) = node_client().await else { return };
+    tokio::task::spawn_blocking(install_once)
+        .await
+        .expect("install");
+    let ns = "node-settings";
+    create_namespace(&c, ns).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    kubeless_ok(&[
+        "secret",
+        "create",
+        "creds",
+        "-n",
+        ns,
+        "--from-literal",
+        "password=s3cr3t",
+    ])
+    .await;
+    let info = write(
+        dir.path(),
+        "info.py",
+        "import os\n\n\
+         def limit():\n\
+         \x20   for p in ('/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes'):\n\
+         \x20       if os.path.exists(p):\n\
+         \x20           return open(p).read().strip()\n\
+         \x20   return 'none'\n\n\
+         def handler(event, context):\n\
+         \x20   return 'secret=%s env=%s memory=%s port=%s' % (\n\
+         \x20       open('/creds/password').read(), os.environ.get('GREETING'), limit(),\n\
+         \x20       os.environ.get('FUNC_PORT'))\n",
+    );
+    kubeless_ok(&[
+        "function",
+        "deploy",
+        "info",
+        "-n",
+        ns,
+        "--runtime",
+        "python3.11",
+        "--handler",
+        "info.handler",
+        "--from-file",
+        info.to_str().expect("utf-8"),
+        "--secrets",
+        "creds",
+        "--env",
+        "GREETING=hola",
+        "--memory",
+        "96Mi",
+        "--port",
+        "9090",
+    ])
+    .await;
+    let slow = write(
+        dir.path(),
+        "slow.py",
+        "import time\n\ndef handler(event, context):\n    time.sleep(20)\n    return 'too late'\n",
+    );
+    kubeless_ok(&[
+        "function",
+        "deploy",
+        "slow",
+        "-n",
+        ns,
+        "--runtime",
+        "python3.11",
+        "--handler",
+        "slow.handler",
+        "--from-file",
+        slow.to_str().expect("utf-8"),
+        "--timeout",
+        "2",
+    ])
+    .await;
+    let want = format!(
+        "secret=s3cr3t env=hola memory={} port=9090",
+        96 * 1024 * 1024
+    );
+    call_until("info", ns, "x", &want, 180).await;
+    let services: Api<Service> = Api::namespaced(c.clone(), ns);
+    let svc = services.get("info").await.expect("service");
+    let port = &svc.spec.expect("spec").ports.expect("ports")[0];
+    assert_eq!(
+        port.target_port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(9090)),
+        "{port:?}"
+    );
+
+    // the timeout answers 408 after 2 s, not the handler's 20 s
+    eventually("slow to be ready", 180, || async {
+        let (ok, ls) = kubeless_try(&["function", "ls", "slow", "-n", ns]).await;
+        (ok && ls.contains("1/1 READY")).then_some(())
+    })
+    .await;
+    let t = Instant::now();
+    let (ok, out) = kubeless_try(&["function", "call", "slow", "-n", ns, "--data", "x"]).await;
+    assert!(!ok, "a call past the timeout fails: {out}");
+    assert!(out.contains("408") || out.contains("imeout"), "{out}");
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+}
+
+/// A cron trigger's CronJob runs in the cluster and its pod calls the
+/// function on schedule (the function's log shows the cron event).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_node_cron_trigger_calls_the_function() {
+    let Some(c) = node_client().await else { return };
+    tokio::task::spawn_blocking(install_once)
+        .await
+        .expect("install");
+    let ns = "node-cron";
+    create_namespace(&c, ns).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tick = write(
+        dir.path(),
+        "tick.py",
+        "def handler(event, context):\n    print('tick from', event['event-namespace'], flush=True)\n    return 'ok'\n",
+    );
+    kubeless_ok(&[
+        "function",
+        "deploy",
+        "tick",
+        "-n",
+        ns,
+        "--runtime",
+        "python3.11",
+        "--handler",
+        "tick.handler",
+        "--from-file",
+        tick.to_str().expect("utf-8"),
+    ])
+    .await;
+    call_until("tick", ns, "{}", "ok", 180).await;
+    kubeless_ok(&[
+        "trigger",
+        "cronjob",
+        "create",
+        "every-minute",
+        "-n",
+        ns,
+        "--function",
+        "tick",
+        "--schedule",
+        "* * * * *",
+    ])
+    .await;
+    let t = Instant::now();
+    eventually("the cron job's call in the function log", 150, || async {
+        let (ok, logs) = kubeless_try(&["function", "logs", "tick", "-n", ns]).await;
+        (ok && logs.contains("tick from cronjobtrigger.kubeless.io")).then_some(())
+    })
+    .await;
+    eprintln!(
+        "cron trigger -> first scheduled call {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    kubeless_ok(&["trigger", "cronjob", "delete", "every-minute", "-n", ns]).await;
+    kubeless_ok(&["function", "delete", "tick", "-n", ns]).await;
+}
