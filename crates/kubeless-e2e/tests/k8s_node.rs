@@ -964,3 +964,321 @@ async fn real_node_cron_trigger_calls_the_function() {
     kubeless_ok(&["trigger", "cronjob", "delete", "every-minute", "-n", ns]).await;
     kubeless_ok(&["function", "delete", "tick", "-n", ns]).await;
 }
+
+/// A broker process on the node's address, killed on drop; its data and
+/// log live in the directory, removed after it.
+struct NodeBroker(std::process::Child, #[allow(dead_code)] tempfile::TempDir);
+
+impl Drop for NodeBroker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl NodeBroker {
+    fn start(program: &Path, args: &[&str], addr: &str) -> NodeBroker {
+        let dir = tempfile::tempdir().expect("broker dir");
+        let log = std::fs::File::create(dir.path().join("broker.log")).expect("log");
+        let child = Command::new(program)
+            .args(args)
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "{} did not listen on {addr}: {}",
+                program.display(),
+                std::fs::read_to_string(dir.path().join("broker.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        NodeBroker(child, dir)
+    }
+}
+
+/// A Service without selector whose endpoint is a process on the node, so
+/// that the in-cluster name (Kubeless's default broker addresses) leads to
+/// it: `name.namespace:port` -> 10.250.0.1:target.
+async fn service_to_node(c: &Client, ns: &str, name: &str, port: i32, target: i32) {
+    let nss: Api<Namespace> = Api::all(c.clone());
+    let _ = nss
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns"),
+        )
+        .await;
+    let pp = kube::api::PatchParams::apply("kubeless-e2e").force();
+    let svc: Service = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"ports": [{"name": "broker", "port": port, "targetPort": target}]}
+    }))
+    .expect("service");
+    Api::<Service>::namespaced(c.clone(), ns)
+        .patch(name, &pp, &kube::api::Patch::Apply(&svc))
+        .await
+        .expect("service");
+    let ep: k8s_openapi::api::core::v1::Endpoints = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": name, "namespace": ns},
+        "subsets": [{"addresses": [{"ip": mirror::NODE_IP}],
+                     "ports": [{"name": "broker", "port": target}]}]
+    }))
+    .expect("endpoints");
+    Api::<k8s_openapi::api::core::v1::Endpoints>::namespaced(c.clone(), ns)
+        .patch(name, &pp, &kube::api::Patch::Apply(&ep))
+        .await
+        .expect("endpoints");
+}
+
+/// Kafka and NATS triggers: brokers on the node behind Kubeless's default
+/// in-cluster names (`kafka.kubeless:9092`, `nats.nats-io.svc.cluster.local`),
+/// consumed by controller-manager in its pod, delivered to the function's
+/// pods at least once; a message the function always fails goes to the
+/// dead-letter topic/subject after the retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_node_kafka_and_nats_triggers_deliver_to_pods() {
+    let Some(c) = node_client().await else { return };
+    tokio::task::spawn_blocking(install_once)
+        .await
+        .expect("install");
+    let ns = "node-events";
+    create_namespace(&c, ns).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    let cache = std::env::var_os("KUBELESS_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/kubeless-dev")))
+        .expect("HOME");
+    let tansu = cache.join("tansu-0.6.0/bin/tansu");
+    assert!(
+        tansu.is_file(),
+        "{} is missing: run scripts/setup.sh (scripts/deps/kafka.sh builds it)",
+        tansu.display()
+    );
+    let kafka_addr = format!("{}:19092", mirror::NODE_IP);
+    let kafka_url = format!("tcp://{kafka_addr}");
+    let _kafka = NodeBroker::start(
+        &tansu,
+        &[
+            "broker",
+            "--listener-url",
+            &kafka_url,
+            "--advertised-listener-url",
+            &kafka_url,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        &kafka_addr,
+    );
+    let nats_addr = format!("{}:14222", mirror::NODE_IP);
+    let js_dir = dir.path().join("js");
+    let _nats = NodeBroker::start(
+        Path::new("nats-server"),
+        &[
+            "-a",
+            mirror::NODE_IP,
+            "-p",
+            "14222",
+            "--jetstream",
+            "--store_dir",
+            js_dir.to_str().expect("utf-8"),
+        ],
+        &nats_addr,
+    );
+    service_to_node(&c, "kubeless", "kafka", 9092, 19092).await;
+    service_to_node(&c, "nats-io", "nats", 4222, 14222).await;
+    for topic in ["orders", "orders.deadletter"] {
+        kubeless_events::kafka::create_topic(&kafka_addr, topic, 1, false)
+            .await
+            .expect("create the Kafka topic");
+    }
+
+    let sink = write(
+        dir.path(),
+        "sink.py",
+        "import json\n\n\
+         def handler(event, context):\n\
+         \x20   d = event['data']\n\
+         \x20   if isinstance(d, bytes):\n\
+         \x20       d = json.loads(d)\n\
+         \x20   if d.get('poison'):\n\
+         \x20       raise Exception('poison message')\n\
+         \x20   print('got %s via %s' % (d['seq'], event['event-namespace']), flush=True)\n\
+         \x20   return 'ok'\n",
+    );
+    kubeless_ok(&[
+        "function",
+        "deploy",
+        "sink",
+        "-n",
+        ns,
+        "--runtime",
+        "python3.11",
+        "--handler",
+        "sink.handler",
+        "--from-file",
+        sink.to_str().expect("utf-8"),
+        "--label",
+        "app=sink",
+    ])
+    .await;
+    call_until("sink", ns, "{\"seq\": -1}", "ok", 180).await;
+    kubeless_ok(&[
+        "trigger",
+        "kafka",
+        "create",
+        "orders-kafka",
+        "-n",
+        ns,
+        "--trigger-topic",
+        "orders",
+        "--function-selector",
+        "app=sink",
+    ])
+    .await;
+    kubeless_ok(&[
+        "trigger",
+        "nats",
+        "create",
+        "orders-nats",
+        "-n",
+        ns,
+        "--trigger-topic",
+        "orders",
+        "--function-selector",
+        "app=sink",
+    ])
+    .await;
+
+    // the consumers are up when the triggers say Ready
+    for plural in ["kafkatriggers", "natstriggers"] {
+        let name = if plural == "kafkatriggers" {
+            "orders-kafka"
+        } else {
+            "orders-nats"
+        };
+        eventually(&format!("{plural}/{name} to be Ready"), 120, || async {
+            let (ok, out, _) = tokio::task::spawn_blocking(move || {
+                run(Command::new("kubectl").args([
+                    "get",
+                    plural,
+                    name,
+                    "-n",
+                    "node-events",
+                    "-o",
+                    "jsonpath={.status.state}",
+                ]))
+            })
+            .await
+            .ok()?;
+            (ok && out == "Ready").then_some(())
+        })
+        .await;
+    }
+
+    let t = Instant::now();
+    let n = 50u64;
+    let bodies: Vec<String> = (0..n).map(|i| format!("{{\"seq\": {i}}}")).collect();
+    {
+        let (addr, bodies) = (kafka_addr.clone(), bodies.clone());
+        tokio::task::spawn_blocking(move || {
+            use rdkafka::producer::{FutureProducer, FutureRecord};
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let p: FutureProducer = rdkafka::ClientConfig::new()
+                    .set("bootstrap.servers", &addr)
+                    .create()
+                    .expect("producer");
+                for b in &bodies {
+                    p.send(
+                        FutureRecord::<(), _>::to("orders").payload(b),
+                        Duration::from_secs(10),
+                    )
+                    .await
+                    .expect("broker ack");
+                }
+            });
+        })
+        .await
+        .expect("produce");
+    }
+    let nc = async_nats::connect(format!("nats://{nats_addr}"))
+        .await
+        .expect("connect to nats");
+    for b in &bodies {
+        nc.publish("orders", b.clone().into())
+            .await
+            .expect("publish");
+    }
+    nc.flush().await.expect("flush");
+
+    eventually(
+        "every message of both brokers in the function's log",
+        180,
+        || async {
+            let (ok, logs) = kubeless_try(&["function", "logs", "sink", "-n", ns]).await;
+            if !ok {
+                return None;
+            }
+            let all = (0..n).all(|i| {
+                logs.contains(&format!("got {i} via kafkatriggers.kubeless.io"))
+                    && logs.contains(&format!("got {i} via natstriggers.kubeless.io"))
+            });
+            all.then_some(())
+        },
+    )
+    .await;
+    eprintln!(
+        "kafka + nats: {n} messages each delivered to the pod in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+
+    // a poison message ends in the Kafka dead-letter topic after the retries
+    {
+        let addr = kafka_addr.clone();
+        let dead = tokio::task::spawn_blocking(move || {
+            use rdkafka::Message as _;
+            use rdkafka::consumer::{BaseConsumer, Consumer};
+            use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
+            let p: ThreadedProducer<DefaultProducerContext> = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", &addr)
+                .create()
+                .expect("producer");
+            p.send(BaseRecord::<(), _>::to("orders").payload("{\"seq\": 999, \"poison\": true}"))
+                .map_err(|(e, _)| e)
+                .expect("queue");
+            rdkafka::producer::Producer::flush(&p, Duration::from_secs(10)).expect("flush");
+            let cons: BaseConsumer = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", &addr)
+                .set("group.id", "node-events-dead-letters")
+                .set("auto.offset.reset", "earliest")
+                .create()
+                .expect("consumer");
+            cons.subscribe(&["orders.deadletter"]).expect("subscribe");
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                assert!(Instant::now() < deadline, "no dead letter within 120 s");
+                if let Some(Ok(m)) = cons.poll(Duration::from_secs(1)) {
+                    return String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
+                }
+            }
+        })
+        .await
+        .expect("dead letter");
+        assert!(dead.contains("\"poison\": true"), "{dead}");
+    }
+
+    kubeless_ok(&["trigger", "kafka", "delete", "orders-kafka", "-n", ns]).await;
+    kubeless_ok(&["trigger", "nats", "delete", "orders-nats", "-n", ns]).await;
+    kubeless_ok(&["function", "delete", "sink", "-n", ns]).await;
+}
