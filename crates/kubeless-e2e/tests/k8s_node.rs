@@ -558,6 +558,65 @@ mod mirror {
         files.add(&tar_path, "application/octet-stream", tarball);
     }
 
+    /// What Maven needs to build a Java function with `pom`: the runtime's
+    /// own compile step run on the host into an empty local repository
+    /// (plugins and dependencies from Maven Central), served as a Maven
+    /// repository under `/maven/` (`MAVEN_MIRROR_URL`).
+    pub fn maven(files: &mut Files, dir: &Path, runtime: &Path, code: &[(&str, &str)]) {
+        let work = dir.join("maven-build");
+        let repo = dir.join("maven-repo");
+        std::fs::create_dir_all(&work).expect("mkdir");
+        for (name, text) in code {
+            std::fs::write(work.join(name), text).expect("write");
+        }
+        run_ok(
+            Command::new(runtime)
+                .args(["compile", "--language", "java", "--dir"])
+                .arg(&work)
+                .args(["--module", "Upper", "--handler", "shout"])
+                .env(
+                    "MAVEN_OPTS",
+                    format!("-Dmaven.repo.local={}", repo.display()),
+                ),
+        );
+        let mut stack = vec![repo.clone()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).expect("read maven repo").flatten() {
+                let path = e.path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name == "_remote.repositories"
+                    || name.ends_with(".lastUpdated")
+                    || name == "resolver-status.properties"
+                {
+                    continue;
+                }
+                // a local repository keeps metadata per remote
+                let served = if name.starts_with("maven-metadata-") && name.ends_with(".xml") {
+                    "maven-metadata.xml".to_string()
+                } else {
+                    name
+                };
+                let rel = path
+                    .parent()
+                    .expect("parent")
+                    .strip_prefix(&repo)
+                    .expect("under the repository")
+                    .to_string_lossy()
+                    .into_owned();
+                let body = std::fs::read(&path).expect("read");
+                files.add(
+                    &format!("/maven/{rel}/{served}"),
+                    "application/octet-stream",
+                    body,
+                );
+            }
+        }
+    }
+
     /// A module from the Go module proxy, served as a GOPROXY under `/go/`.
     pub fn go(files: &mut Files, dir: &Path, module: &str, version: &str) {
         let cache = dir.join("gomodcache");
@@ -587,10 +646,43 @@ mod mirror {
     }
 }
 
+const UPPER_JAVA: &str = r#"package io.kubeless;
+
+import org.apache.commons.lang3.StringUtils;
+
+public class Upper {
+    public String shout(io.kubeless.Event event, io.kubeless.Context context) {
+        return StringUtils.upperCase("hello ") + "avaj";
+    }
+}
+"#;
+
+// A pom as Kubeless documented it: its parent is provided by the runtime.
+const POM_XML: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <artifactId>function</artifactId>
+  <name>function</name>
+  <version>1.0-SNAPSHOT</version>
+  <parent>
+    <groupId>io.kubeless</groupId>
+    <artifactId>kubeless</artifactId>
+    <version>1.0-SNAPSHOT</version>
+  </parent>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.commons</groupId>
+      <artifactId>commons-lang3</artifactId>
+      <version>3.14.0</version>
+    </dependency>
+  </dependencies>
+</project>
+"#;
+
 /// Dependencies installed by the function's init containers from a package
-/// mirror on the node (requirements.txt, package.json, go.mod), with the
-/// variables a user sets for a private index: `PIP_INDEX_URL`, Kubeless's
-/// `NPM_REGISTRY`, `GOPROXY`.
+/// mirror on the node (requirements.txt, package.json, go.mod, pom.xml),
+/// with the variables a user sets for a private index: `PIP_INDEX_URL`,
+/// Kubeless's `NPM_REGISTRY`, `GOPROXY`, `MAVEN_MIRROR_URL`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_node_dependencies_from_a_package_mirror() {
     let Some(c) = node_client().await else { return };
@@ -610,6 +702,13 @@ async fn real_node_dependencies_from_a_package_mirror() {
             mirror::python(&mut files, &d, "six==1.16.0");
             mirror::npm(&mut files, &d, &b, "is-number", "7.0.0");
             mirror::go(&mut files, &d, "github.com/google/uuid", "v1.6.0");
+            let runtime = k8s_support::kubeless_bin().with_file_name("kubeless-runtime");
+            mirror::maven(
+                &mut files,
+                &d,
+                &runtime,
+                &[("Upper.java", UPPER_JAVA), ("pom.xml", POM_XML)],
+            );
             files
         })
         .await
@@ -670,6 +769,17 @@ async fn real_node_dependencies_from_a_package_mirror() {
             deps: "module function\n\ngo 1.21\n\nrequire github.com/google/uuid v1.6.0\n",
             env: vec![format!("GOPROXY={base}/go"), "GOSUMDB=off".to_string()],
             want: "uuid version VERSION_1",
+        },
+        WithDeps {
+            name: "deps-java",
+            runtime: "java17",
+            handler: "Upper.shout",
+            file: "Upper.java",
+            code: UPPER_JAVA,
+            deps_file: "pom.xml",
+            deps: POM_XML,
+            env: vec![format!("MAVEN_MIRROR_URL={base}/maven")],
+            want: "HELLO avaj",
         },
     ];
     for w in &cases {

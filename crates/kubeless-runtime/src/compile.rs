@@ -86,6 +86,10 @@ pub struct CompileOptions {
     pub go: String,
     pub javac: String,
     pub mvn: String,
+    /// A Maven repository that stands in for every other (`MAVEN_MIRROR_URL`,
+    /// as builder images commonly read it): a cluster without internet
+    /// access resolves pom.xml dependencies and Maven's plugins from it.
+    pub maven_mirror: Option<String>,
 }
 
 /// The Go worker of a compiled function.
@@ -212,7 +216,12 @@ fn compile_java(opts: &CompileOptions) -> Result<(), Error> {
         let generated = java_dir.join("pom.xml");
         write(&generated, &dependency_pom(&pom))?;
         let mut mvn = Command::new(&opts.mvn);
-        mvn.current_dir(&java_dir).args([
+        mvn.current_dir(&java_dir);
+        if let Some(url) = opts.maven_mirror.as_deref().filter(|u| !u.is_empty()) {
+            write(&java_dir.join("settings.xml"), &maven_settings(url))?;
+            mvn.args(["-s", "settings.xml"]);
+        }
+        mvn.args([
             "-B",
             "-q",
             "-f",
@@ -306,6 +315,25 @@ pub fn dependency_pom(user_pom: &str) -> String {
     out
 }
 
+/// Maven settings that send every repository request to `url`.
+pub fn maven_settings(url: &str) -> String {
+    let url = url
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    format!(
+        "<settings xmlns=\"http://maven.apache.org/SETTINGS/1.0.0\">\n\
+         \x20 <mirrors>\n\
+         \x20   <mirror>\n\
+         \x20     <id>kubeless-mirror</id>\n\
+         \x20     <mirrorOf>*</mirrorOf>\n\
+         \x20     <url>{url}</url>\n\
+         \x20   </mirror>\n\
+         \x20 </mirrors>\n\
+         </settings>\n"
+    )
+}
+
 /// Every `<tag>...</tag>` element of `xml`, outermost first, not nested.
 fn elements<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
     let open = format!("<{tag}>");
@@ -396,6 +424,16 @@ fn run(mut command: Command, step: &str) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn maven_settings_mirror_every_repository() {
+        let s = maven_settings("http://10.250.0.1:8080/maven?a=1&b=<2>");
+        assert!(s.contains("<mirrorOf>*</mirrorOf>"), "{s}");
+        assert!(
+            s.contains("<url>http://10.250.0.1:8080/maven?a=1&amp;b=&lt;2&gt;</url>"),
+            "{s}"
+        );
+    }
 
     #[test]
     fn go_module_path() {

@@ -98,6 +98,7 @@ fn compile(args: &[String]) -> ExitCode {
         go: "go".to_owned(),
         javac: "javac".to_owned(),
         mvn: "mvn".to_owned(),
+        maven_mirror: std::env::var("MAVEN_MIRROR_URL").ok(),
     };
     let mut language = None;
     let mut pairs = args.chunks(2);
