@@ -8,7 +8,7 @@
 source "$(dirname "$0")/../lib.sh"
 need go "install Go 1.26 or newer (the Kubernetes 1.36 build needs it)"
 apt_install openssl containerd runc containernetworking-plugins docker-registry nftables \
-  iptables gcc libc6-dev
+  iptables socat gcc libc6-dev
 need kubectl "install kubectl (the machine image ships it)"
 say "Kubernetes test cluster binaries"
 KUBELESS_CACHE="$CACHE" bash "$ROOT/tools/k8s-harness/build.sh" >/dev/null

@@ -50,6 +50,7 @@ for p in $(pgrep -f "containerd-shim.*-address $SOCK" 2>/dev/null); do kill -9 "
 stop "$RUN/coredns/coredns.pid"
 stop "$RUN/control/scheduler.pid"
 "$HERE/down.sh" "$RUN/control" >/dev/null 2>&1
+stop "$RUN/registry/forward.pid"
 stop "$RUN/registry/registry.pid"
 
 # mounts under the run directory and the pods' network namespaces, deepest first

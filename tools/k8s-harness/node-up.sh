@@ -27,7 +27,8 @@
 # kernel.panic, kernel.panic_on_oops, net.ipv4.ip_forward): they are saved
 # before anything starts and restored once the node is up and by node-down.sh.
 #
-# Ports (loopback unless said): registry 5055, etcd 23791/23801, API server
+# Ports (loopback unless said): registry 5055 (and 10.250.0.1:5055 for
+# pods), etcd 23791/23801, API server
 # 10.250.0.1:16453, controller-manager 16454, scheduler 16455, kubelet
 # 10.250.0.1:10250 (healthz 10248), kube-proxy healthz 10256 / metrics 10249,
 # CoreDNS 10.250.0.1:53.
@@ -62,7 +63,7 @@ wait_for() { # wait_for SECONDS WHAT CMD...
 }
 
 [ "$(id -u)" -eq 0 ] || die "the test node needs root (bridge, network namespaces, mounts)"
-for c in containerd runc ctr docker-registry nft ip curl openssl sysctl; do
+for c in containerd runc ctr docker-registry socat nft ip curl openssl sysctl; do
   command -v "$c" >/dev/null || die "$c is required: run scripts/deps/k8s.sh"
 done
 [ -x /usr/lib/cni/bridge ] || die "the CNI plugins are required: run scripts/deps/k8s.sh"
@@ -124,10 +125,16 @@ if ! curl -sf "http://$REGISTRY/v2/" >/dev/null 2>&1; then
   echo $! >"$RUN/registry/registry.pid"
   wait_for 10 registry curl -sf "http://$REGISTRY/v2/"
 fi
-say "registry up on $REGISTRY"
+# pods reach the same registry at the node address (a build Job pushes
+# there, and the Deployment's pods pull what it pushed by that name)
+socat TCP-LISTEN:5055,bind="$NODE_IP",reuseaddr,fork "TCP:$REGISTRY" \
+  >"$RUN/registry/forward.log" 2>&1 &
+echo $! >"$RUN/registry/forward.pid"
+wait_for 10 "registry on $NODE_IP:5055" curl -sf "http://$NODE_IP:5055/v2/"
+say "registry up on $REGISTRY and $NODE_IP:5055"
 
 # 3. containerd (Debian's 1.6), images from the local registry only
-for host in "$REGISTRY" ghcr.io; do
+for host in "$REGISTRY" "$NODE_IP:5055" ghcr.io; do
   mkdir -p "$RUN/containerd/certs.d/$host"
   cat >"$RUN/containerd/certs.d/$host/hosts.toml" <<EOF
 # $host is served by the local registry; nothing is pulled from elsewhere
