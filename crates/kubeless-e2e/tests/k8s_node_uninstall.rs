@@ -15,95 +15,18 @@ use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::CronJob;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_support::eventually;
-use kube::Client;
+use k8s_support::node::{install, kubeless_ok, kubeless_try as kubeless, node_client};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
-
-fn required() -> bool {
-    std::env::var_os("REQUIRE_K8S_NODE").is_some_and(|v| v == "1")
-        || std::env::var_os("CI").is_some()
-}
-
-async fn node_client() -> Option<Client> {
-    let skip = |why: &str| {
-        assert!(
-            !required(),
-            "REQUIRE_K8S_NODE=1/CI but {why}: start tools/k8s-harness/node-up.sh"
-        );
-        eprintln!("skipped: {why} (tools/k8s-harness/node-up.sh starts a node)");
-    };
-    if std::env::var_os("KUBECONFIG").is_none() {
-        skip("KUBECONFIG is not set");
-        return None;
-    }
-    let c = Client::try_default().await.expect("kubeconfig is usable");
-    let nodes = Api::<Node>::all(c.clone())
-        .list(&ListParams::default())
-        .await
-        .expect("list nodes");
-    let ready = nodes.items.iter().any(|n| {
-        n.status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-    });
-    if !ready {
-        skip("the cluster has no Ready node");
-        return None;
-    }
-    Some(c)
-}
-
-/// `kubeless --backend kubernetes ARGS`: (success, stdout + stderr).
-async fn kubeless(args: &[&str]) -> (bool, String) {
-    let out = k8s_support::kubeless(args, &[]).await;
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-async fn kubeless_ok(args: &[&str]) -> String {
-    let (ok, out) = kubeless(args).await;
-    assert!(ok, "kubeless {args:?} failed: {out}");
-    out
-}
-
-fn rollout_controller() {
-    let out = Command::new("kubectl")
-        .args([
-            "-n",
-            "kubeless",
-            "rollout",
-            "status",
-            "deployment/kubeless-controller-manager",
-            "--timeout=180s",
-        ])
-        .output()
-        .expect("kubectl");
-    assert!(
-        out.status.success(),
-        "controller-manager did not become available: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_node_uninstall_leaves_nothing_behind() {
     let Some(c) = node_client().await else { return };
-    kubeless_ok(&["install"]).await;
-    tokio::task::spawn_blocking(rollout_controller)
-        .await
-        .expect("join");
-
+    tokio::task::spawn_blocking(install).await.expect("install");
     let ns = "node-uninstall";
     let nss: Api<Namespace> = Api::all(c.clone());
     if nss.get_opt(ns).await.expect("read namespace").is_none() {
@@ -269,8 +192,5 @@ async fn real_node_uninstall_leaves_nothing_behind() {
 
     // leave the cluster as it was: Kubeless installed, the namespace gone
     let _ = nss.delete(ns, &DeleteParams::default()).await;
-    kubeless_ok(&["install"]).await;
-    tokio::task::spawn_blocking(rollout_controller)
-        .await
-        .expect("join");
+    tokio::task::spawn_blocking(install).await.expect("install");
 }
