@@ -29,6 +29,9 @@ say "Kubernetes mode on a real node: cluster, images, tests"
 KUBECONFIG="$(bash "$ROOT/tools/k8s-harness/node-up.sh" "$NODE_RUN")"
 bash "$ROOT/scripts/k8s-images.sh" --every-version 127.0.0.1:5055
 export REQUIRE_K8S_NODE=1
-# every real_node_ test of the e2e crate, then uninstall (it removes Kubeless)
-cargo test -p kubeless-e2e --no-fail-fast -- --nocapture real_node_ --skip real_node_uninstall
+# every real_node_ test of the e2e crate side by side, then on their own
+# the build step (a cluster-wide setting) and uninstall (it removes Kubeless)
+cargo test -p kubeless-e2e --no-fail-fast -- --nocapture real_node_ \
+  --skip real_node_build_step --skip real_node_uninstall
+cargo test -p kubeless-e2e --test k8s_node_build -- --nocapture
 cargo test -p kubeless-e2e --test k8s_node_uninstall -- --nocapture
