@@ -40,44 +40,11 @@ public class Handlers {
 }
 "#;
 
-const UPPER: &str = r#"package io.kubeless;
-
-import org.apache.commons.lang3.StringUtils;
-
-public class Upper {
-    public String shout(io.kubeless.Event event, io.kubeless.Context context) {
-        return StringUtils.upperCase("hello ") + StringUtils.reverse("avaj");
-    }
-}
-"#;
+const UPPER: &str = include_str!("fixtures/java/Upper.java");
 
 // A pom as Kubeless documented it: its parent and `params` exist in no
 // public repository and are provided by the runtime.
-const POM: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
-<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <artifactId>function</artifactId>
-  <name>function</name>
-  <version>1.0-SNAPSHOT</version>
-  <parent>
-    <groupId>io.kubeless</groupId>
-    <artifactId>kubeless</artifactId>
-    <version>1.0-SNAPSHOT</version>
-  </parent>
-  <dependencies>
-    <dependency>
-      <groupId>org.apache.commons</groupId>
-      <artifactId>commons-lang3</artifactId>
-      <version>3.14.0</version>
-    </dependency>
-    <dependency>
-      <groupId>io.kubeless</groupId>
-      <artifactId>params</artifactId>
-      <version>1.0-SNAPSHOT</version>
-    </dependency>
-  </dependencies>
-</project>
-"#;
+const POM: &str = include_str!("fixtures/java/pom.xml");
 
 const BROKEN: &str = r#"package io.kubeless;
 

@@ -21,9 +21,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use k8s_support::eventually;
-use k8s_support::node::{
-    call_until, create_namespace, install_once, kubeless_ok, kubeless_try, node_client, run, write,
-};
+use k8s_support::node::{call_until, deploy, kubeless_ok, kubeless_try, run, setup, write};
 use kube::Client;
 use kube::api::{Api, PostParams};
 use serde_json::json;
@@ -99,13 +97,10 @@ const LANGS: &[Lang] = &[
 /// of the six languages, every one in its own pod.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_node_functions_in_every_language() {
-    let Some(c) = node_client().await else { return };
-    tokio::task::spawn_blocking(install_once)
-        .await
-        .expect("install");
     let ns = "node-langs";
-    create_namespace(&c, ns).await;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let Some((c, dir)) = setup(ns).await else {
+        return;
+    };
 
     // deploy all six, then wait for each: the node starts them side by side
     let mut started = Vec::new();
@@ -116,23 +111,14 @@ async fn real_node_functions_in_every_language() {
         let f = code.join(l.file);
         std::fs::copy(&v1, &f).expect("copy");
         started.push(Instant::now());
-        kubeless_ok(&[
-            "function",
-            "deploy",
-            l.name,
-            "-n",
+        deploy(
             ns,
-            "--runtime",
+            l.name,
             l.runtime,
-            "--handler",
             l.handler,
-            "--from-file",
-            f.to_str().expect("utf-8"),
-            "--env",
-            "GREETING=hi",
-            "--memory",
-            "256Mi",
-        ])
+            &f,
+            &["--env", "GREETING=hi", "--memory", "256Mi"],
+        )
         .await;
     }
     for (l, t0) in LANGS.iter().zip(&started) {
@@ -473,38 +459,10 @@ mod mirror {
     }
 }
 
-const UPPER_JAVA: &str = r#"package io.kubeless;
-
-import org.apache.commons.lang3.StringUtils;
-
-public class Upper {
-    public String shout(io.kubeless.Event event, io.kubeless.Context context) {
-        return StringUtils.upperCase("hello ") + "avaj";
-    }
-}
-"#;
-
-// A pom as Kubeless documented it: its parent is provided by the runtime.
-const POM_XML: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
-<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <artifactId>function</artifactId>
-  <name>function</name>
-  <version>1.0-SNAPSHOT</version>
-  <parent>
-    <groupId>io.kubeless</groupId>
-    <artifactId>kubeless</artifactId>
-    <version>1.0-SNAPSHOT</version>
-  </parent>
-  <dependencies>
-    <dependency>
-      <groupId>org.apache.commons</groupId>
-      <artifactId>commons-lang3</artifactId>
-      <version>3.14.0</version>
-    </dependency>
-  </dependencies>
-</project>
-"#;
+// Kubeless's pom (its parent and `params` are provided by the runtime),
+// shared with the embedded Java test.
+const UPPER_JAVA: &str = include_str!("fixtures/java/Upper.java");
+const POM_XML: &str = include_str!("fixtures/java/pom.xml");
 
 /// Dependencies installed by the function's init containers from a package
 /// mirror on the node (requirements.txt, package.json, go.mod, pom.xml),
@@ -512,13 +470,10 @@ const POM_XML: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 /// Kubeless's `NPM_REGISTRY`, `GOPROXY`, `MAVEN_MIRROR_URL`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_node_dependencies_from_a_package_mirror() {
-    let Some(c) = node_client().await else { return };
-    tokio::task::spawn_blocking(install_once)
-        .await
-        .expect("install");
     let ns = "node-deps";
-    create_namespace(&c, ns).await;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let Some((_, dir)) = setup(ns).await else {
+        return;
+    };
 
     let (listener, base) = mirror::bind().await;
     let mut files = mirror::Files::default();
@@ -606,7 +561,7 @@ async fn real_node_dependencies_from_a_package_mirror() {
             deps_file: "pom.xml",
             deps: POM_XML,
             env: vec![format!("MAVEN_MIRROR_URL={base}/maven")],
-            want: "HELLO avaj",
+            want: "HELLO java",
         },
     ];
     for w in &cases {
@@ -655,13 +610,10 @@ async fn real_node_dependencies_from_a_package_mirror() {
 /// and its checksum; every other manifest is applied as written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_node_kubeless_manifests_with_kubectl() {
-    let Some(c) = node_client().await else { return };
-    tokio::task::spawn_blocking(install_once)
-        .await
-        .expect("install");
     let ns = "node-manifests";
-    create_namespace(&c, ns).await;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let Some((_, dir)) = setup(ns).await else {
+        return;
+    };
 
     // the code the url manifests point at, served from the node's address
     let (listener, base) = mirror::bind().await;
@@ -742,13 +694,10 @@ async fn real_node_kubeless_manifests_with_kubectl() {
 /// `--memory` as the container's cgroup limit, `--port`, and `--timeout`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_node_secrets_env_memory_port_and_timeout() {
-    let Some(c) = node_client().await else { return };
-    tokio::task::spawn_blocking(install_once)
-        .await
-        .expect("install");
     let ns = "node-settings";
-    create_namespace(&c, ns).await;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let Some((c, dir)) = setup(ns).await else {
+        return;
+    };
 
     kubeless_ok(&[
         "secret",
@@ -774,48 +723,37 @@ async fn real_node_secrets_env_memory_port_and_timeout() {
          \x20       open('/creds/password').read(), os.environ.get('GREETING'), limit(),\n\
          \x20       os.environ.get('FUNC_PORT'))\n",
     );
-    kubeless_ok(&[
-        "function",
-        "deploy",
-        "info",
-        "-n",
+    deploy(
         ns,
-        "--runtime",
+        "info",
         "python3.11",
-        "--handler",
         "info.handler",
-        "--from-file",
-        info.to_str().expect("utf-8"),
-        "--secrets",
-        "creds",
-        "--env",
-        "GREETING=hola",
-        "--memory",
-        "96Mi",
-        "--port",
-        "9090",
-    ])
+        &info,
+        &[
+            "--secrets",
+            "creds",
+            "--env",
+            "GREETING=hola",
+            "--memory",
+            "96Mi",
+            "--port",
+            "9090",
+        ],
+    )
     .await;
     let slow = write(
         dir.path(),
         "slow.py",
         "import time\n\ndef handler(event, context):\n    time.sleep(20)\n    return 'too late'\n",
     );
-    kubeless_ok(&[
-        "function",
-        "deploy",
-        "slow",
-        "-n",
+    deploy(
         ns,
-        "--runtime",
+        "slow",
         "python3.11",
-        "--handler",
         "slow.handler",
-        "--from-file",
-        slow.to_str().expect("utf-8"),
-        "--timeout",
-        "2",
-    ])
+        &slow,
+        &["--timeout", "2"],
+    )
     .await;
     let want = format!(
         "secret=s3cr3t env=hola memory={} port=9090",
@@ -848,32 +786,16 @@ async fn real_node_secrets_env_memory_port_and_timeout() {
 /// function on schedule (the function's log shows the cron event).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_node_cron_trigger_calls_the_function() {
-    let Some(c) = node_client().await else { return };
-    tokio::task::spawn_blocking(install_once)
-        .await
-        .expect("install");
     let ns = "node-cron";
-    create_namespace(&c, ns).await;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let Some((_, dir)) = setup(ns).await else {
+        return;
+    };
     let tick = write(
         dir.path(),
         "tick.py",
         "def handler(event, context):\n    print('tick from', event['event-namespace'], flush=True)\n    return 'ok'\n",
     );
-    kubeless_ok(&[
-        "function",
-        "deploy",
-        "tick",
-        "-n",
-        ns,
-        "--runtime",
-        "python3.11",
-        "--handler",
-        "tick.handler",
-        "--from-file",
-        tick.to_str().expect("utf-8"),
-    ])
-    .await;
+    deploy(ns, "tick", "python3.11", "tick.handler", &tick, &[]).await;
     call_until("tick", ns, "{}", "ok", 180).await;
     kubeless_ok(&[
         "trigger",
@@ -981,13 +903,10 @@ async fn service_to_node(c: &Client, ns: &str, name: &str, port: i32, target: i3
 /// dead-letter topic/subject after the retries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_node_kafka_and_nats_triggers_deliver_to_pods() {
-    let Some(c) = node_client().await else { return };
-    tokio::task::spawn_blocking(install_once)
-        .await
-        .expect("install");
     let ns = "node-events";
-    create_namespace(&c, ns).await;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let Some((c, dir)) = setup(ns).await else {
+        return;
+    };
 
     let cache = std::env::var_os("KUBELESS_CACHE")
         .map(PathBuf::from)
@@ -1050,21 +969,14 @@ async fn real_node_kafka_and_nats_triggers_deliver_to_pods() {
          \x20   print('got %s via %s' % (d['seq'], event['event-namespace']), flush=True)\n\
          \x20   return 'ok'\n",
     );
-    kubeless_ok(&[
-        "function",
-        "deploy",
-        "sink",
-        "-n",
+    deploy(
         ns,
-        "--runtime",
+        "sink",
         "python3.11",
-        "--handler",
         "sink.handler",
-        "--from-file",
-        sink.to_str().expect("utf-8"),
-        "--label",
-        "app=sink",
-    ])
+        &sink,
+        &["--label", "app=sink"],
+    )
     .await;
     call_until("sink", ns, "{\"seq\": -1}", "ok", 180).await;
     kubeless_ok(&[

@@ -18,9 +18,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_support::eventually;
-use k8s_support::node::{
-    call_until, create_namespace, install_once, kubeless_ok, node_client, run, write,
-};
+use k8s_support::node::{call_until, kubeless_ok, run, setup, write};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kubeless_controller::resources::Function;
 use serde_json::{Value, json};
@@ -79,13 +77,10 @@ async fn set_config(configs: &Api<ConfigMap>, data: &std::collections::BTreeMap<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_node_build_step_runs_the_built_image() {
-    let Some(c) = node_client().await else { return };
-    tokio::task::spawn_blocking(install_once)
-        .await
-        .expect("install");
     let ns = "node-build";
-    create_namespace(&c, ns).await;
-    let dir = tempfile::tempdir().expect("tempdir");
+    let Some((c, dir)) = setup(ns).await else {
+        return;
+    };
 
     let configs: Api<ConfigMap> = Api::namespaced(c.clone(), "kubeless");
     let saved = configs

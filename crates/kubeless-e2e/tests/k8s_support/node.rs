@@ -196,3 +196,42 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     std::fs::write(&p, text).expect("write code file");
     p
 }
+
+/// `kubeless function deploy NAME -n NS --runtime R --handler H --from-file
+/// FILE EXTRA...`, required to succeed.
+pub async fn deploy(
+    ns: &str,
+    name: &str,
+    runtime: &str,
+    handler: &str,
+    file: &Path,
+    extra: &[&str],
+) {
+    let file = file.to_str().expect("utf-8 path");
+    let mut args = vec![
+        "function",
+        "deploy",
+        name,
+        "-n",
+        ns,
+        "--runtime",
+        runtime,
+        "--handler",
+        handler,
+        "--from-file",
+        file,
+    ];
+    args.extend(extra);
+    kubeless_ok(&args).await;
+}
+
+/// What every real-node test starts with: a client of the node (or `None`:
+/// skip), Kubeless installed, namespace `ns` made anew, a scratch directory.
+pub async fn setup(ns: &str) -> Option<(Client, tempfile::TempDir)> {
+    let c = node_client().await?;
+    tokio::task::spawn_blocking(install_once)
+        .await
+        .expect("install");
+    create_namespace(&c, ns).await;
+    Some((c, tempfile::tempdir().expect("tempdir")))
+}
