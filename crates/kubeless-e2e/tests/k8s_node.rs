@@ -919,42 +919,10 @@ async fn real_node_kafka_and_nats_triggers_deliver_to_pods() {
         tansu.display()
     );
     let kafka_addr = format!("{}:19092", mirror::NODE_IP);
-    let kafka_url = format!("tcp://{kafka_addr}");
-    let _kafka = NodeBroker::start(
-        &tansu,
-        &[
-            "broker",
-            "--listener-url",
-            &kafka_url,
-            "--advertised-listener-url",
-            &kafka_url,
-            "--storage-engine",
-            "memory://tansu/",
-        ],
-        &kafka_addr,
-    );
     let nats_addr = format!("{}:14222", mirror::NODE_IP);
-    let js_dir = dir.path().join("js");
-    let _nats = NodeBroker::start(
-        Path::new("nats-server"),
-        &[
-            "-a",
-            mirror::NODE_IP,
-            "-p",
-            "14222",
-            "--jetstream",
-            "--store_dir",
-            js_dir.to_str().expect("utf-8"),
-        ],
-        &nats_addr,
-    );
+    // the brokers' in-cluster names lead to the node, where nothing listens yet
     service_to_node(&c, "kubeless", "kafka", 9092, 19092).await;
     service_to_node(&c, "nats-io", "nats", 4222, 14222).await;
-    for topic in ["orders", "orders.deadletter"] {
-        kubeless_events::kafka::create_topic(&kafka_addr, topic, 1, false)
-            .await
-            .expect("create the Kafka topic");
-    }
 
     let sink = write(
         dir.path(),
@@ -1005,6 +973,77 @@ async fn real_node_kafka_and_nats_triggers_deliver_to_pods() {
         "app=sink",
     ])
     .await;
+
+    // brokers that are down: each trigger says so in its status, and the
+    // function keeps serving
+    let status = |plural: &'static str, name: &'static str| async move {
+        tokio::task::spawn_blocking(move || {
+            run(Command::new("kubectl").args([
+                "get",
+                plural,
+                name,
+                "-n",
+                "node-events",
+                "-o",
+                "jsonpath={.status.state}: {.status.conditions[0].message}",
+            ]))
+        })
+        .await
+        .ok()
+        .filter(|(ok, _, _)| *ok)
+        .map(|(_, out, _)| out)
+    };
+    for (plural, name) in [
+        ("kafkatriggers", "orders-kafka"),
+        ("natstriggers", "orders-nats"),
+    ] {
+        let s = eventually(
+            &format!("{plural}/{name} to say its broker is down"),
+            120,
+            || async {
+                status(plural, name)
+                    .await
+                    .filter(|s| s.starts_with("Degraded: "))
+            },
+        )
+        .await;
+        eprintln!("{name} with its broker down: {s}");
+    }
+    call_until("sink", ns, "{\"seq\": -2}", "ok", 30).await;
+
+    let kafka_url = format!("tcp://{kafka_addr}");
+    let _kafka = NodeBroker::start(
+        &tansu,
+        &[
+            "broker",
+            "--listener-url",
+            &kafka_url,
+            "--advertised-listener-url",
+            &kafka_url,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        &kafka_addr,
+    );
+    let js_dir = dir.path().join("js");
+    let _nats = NodeBroker::start(
+        Path::new("nats-server"),
+        &[
+            "-a",
+            mirror::NODE_IP,
+            "-p",
+            "14222",
+            "--jetstream",
+            "--store_dir",
+            js_dir.to_str().expect("utf-8"),
+        ],
+        &nats_addr,
+    );
+    for topic in ["orders", "orders.deadletter"] {
+        kubeless_events::kafka::create_topic(&kafka_addr, topic, 1, false)
+            .await
+            .expect("create the Kafka topic");
+    }
 
     // the consumers are up when the triggers say Ready
     for plural in ["kafkatriggers", "natstriggers"] {

@@ -109,10 +109,17 @@ async fn real_node_build_step_runs_the_built_image() {
     ]));
     assert!(ok, "{out}{err}");
 
+    // code no earlier run built: the registry keeps its images between runs
+    let run_id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
     let code = write(
         dir.path(),
         "built.py",
-        "def handler(event, context):\n    return 'from the built image'\n",
+        &format!(
+            "# run {run_id}\ndef handler(event, context):\n    return 'from the built image'\n"
+        ),
     );
     let deploy = || async {
         kubeless_ok(&[
@@ -199,6 +206,53 @@ async fn real_node_build_step_runs_the_built_image() {
         .clone()
         .unwrap_or_default();
     assert_eq!(again, image);
+
+    // a build that fails (a dependency no index has) says so in the status,
+    // and the function built before keeps answering
+    let broken = write(
+        dir.path(),
+        "broken.py",
+        "def handler(event, context):\n    return 'never'\n",
+    );
+    let reqs = write(
+        dir.path(),
+        "requirements.txt",
+        "no-such-package-anywhere==1.0\n",
+    );
+    kubeless_ok(&[
+        "function",
+        "deploy",
+        "broken",
+        "-n",
+        ns,
+        "--runtime",
+        "python3.11",
+        "--handler",
+        "broken.handler",
+        "--from-file",
+        broken.to_str().expect("utf-8"),
+        "--dependencies",
+        reqs.to_str().expect("utf-8"),
+        "--env",
+        // nothing listens there: pip fails at once
+        "PIP_INDEX_URL=http://10.250.0.1:9/simple/",
+    ])
+    .await;
+    let t = Instant::now();
+    let message = eventually("the failed build in the status", 300, || async {
+        let f = functions.get("broken").await.ok()?;
+        let m = serde_json::to_value(&f.status).ok()?["message"]
+            .as_str()?
+            .to_string();
+        (m.contains("build Job") && m.contains("failed")).then_some(m)
+    })
+    .await;
+    eprintln!(
+        "failed build Job in the status after {:.1}s: {message}",
+        t.elapsed().as_secs_f64()
+    );
+    call_until("built", ns, "x", "from the built image", 30).await;
+    kubeless_ok(&["function", "delete", "broken", "-n", ns]).await;
 
     kubeless_ok(&["function", "delete", "built", "-n", ns]).await;
     // restore: a merge patch cannot remove keys, but every key was there
