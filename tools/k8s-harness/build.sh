@@ -7,7 +7,11 @@
 # The control plane (etcd, kube-apiserver, kube-controller-manager) serves
 # the API-server tests; the node (kube-scheduler, kubelet, kube-proxy, and
 # CoreDNS from its own module in coredns/, which needs newer client
-# libraries than the pinned Kubernetes ones) serves the real-node tests.
+# libraries than the pinned Kubernetes ones) serves the real-node tests, and
+# so do the node's Ingress controller and metrics pipeline: Traefik
+# (traefik/) and metrics-server (metrics-server/), each a module of its own
+# for the same reason, built from the upstream main package their go.mod
+# names as a tool.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 CACHE="${KUBELESS_CACHE:-$HOME/.cache/kubeless-dev}"
@@ -15,9 +19,11 @@ cd "$HERE"
 export GOTOOLCHAIN=local
 V=$(go list -m -f '{{.Version}}' k8s.io/kubernetes)
 V=${V#v}
-KEY="v$V-$(go env GOVERSION)-$(cat go.sum coredns/go.sum | sha256sum | cut -c1-12)"
+KEY="v$V-$(go env GOVERSION)-$(cat go.sum coredns/go.sum traefik/go.sum metrics-server/go.sum |
+  sha256sum | cut -c1-12)"
 BIN="${K8S_HARNESS_BIN:-$CACHE/k8s-harness/$KEY}"
-BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy coredns)
+BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy coredns
+  traefik metrics-server)
 complete() { for b in "${BINARIES[@]}"; do [ -x "$BIN/$b" ] || return 1; done; }
 if complete; then echo "$BIN"; exit 0; fi
 mkdir -p "$BIN"
@@ -34,10 +40,18 @@ TMP="$(mktemp -d "$BIN/.build.XXXXXX")"
 trap 'rm -rf "$TMP"' EXIT
 for b in "${BINARIES[@]}"; do
   [ -x "$BIN/$b" ] && continue
-  echo "building $b v$V with $(go env GOVERSION) (-p $JOBS)" >&2
+  echo "building $b with $(go env GOVERSION) (-p $JOBS)" >&2
   if [ "$b" = coredns ]; then
     (cd coredns && CGO_ENABLED=0 go build -mod=readonly -trimpath -buildvcs=false -p "$JOBS" \
       -ldflags "-s -w" -o "$TMP/$b" .)
+  elif [ "$b" = traefik ]; then
+    (cd traefik && m=github.com/traefik/traefik/v3 && tv=$(go list -m -f '{{.Version}}' $m) &&
+      CGO_ENABLED=0 go build -mod=readonly -trimpath -buildvcs=false -p "$JOBS" \
+        -ldflags "-s -w -X $m/pkg/version.Version=$tv" -o "$TMP/$b" "$m/cmd/traefik")
+  elif [ "$b" = metrics-server ]; then
+    (cd metrics-server && m=sigs.k8s.io/metrics-server && mv=$(go list -m -f '{{.Version}}' $m) &&
+      CGO_ENABLED=0 go build -mod=readonly -trimpath -buildvcs=false -p "$JOBS" \
+        -ldflags "-s -w -X k8s.io/client-go/pkg/version.gitVersion=$mv" -o "$TMP/$b" "$m/cmd/$b")
   else
     CGO_ENABLED=0 go build -mod=readonly -trimpath -buildvcs=false -p "$JOBS" \
       -ldflags "$LDFLAGS" -o "$TMP/$b" "./cmd/$b"
