@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Start a throw-away Kubernetes control plane on loopback for tests: etcd,
-# kube-apiserver (RBAC, token auth) and kube-controller-manager (ReplicaSets,
-# Jobs, garbage collection, namespaces). No scheduler, no kubelet: pods stay
-# Pending. Builds the binaries first when they are not cached (build.sh).
+# kube-apiserver (RBAC, token auth, the aggregation layer's front-proxy
+# certificates) and kube-controller-manager (ReplicaSets, Jobs, garbage
+# collection, namespaces, HPAs re-evaluated every 5 s and scaled down after
+# 30 s of lower load instead of 5 min, so that a test sees both). No
+# scheduler, no kubelet: pods stay Pending. Builds the binaries first when
+# they are not cached (build.sh).
 #
 # Usage: up.sh [RUN_DIR]   (default: <repo>/target/k8s-harness)
 # Writes RUN_DIR/kubeconfig and RUN_DIR/*.pid; down.sh stops exactly those
@@ -53,6 +56,22 @@ EXT
     -CAcreateserial -extfile apiserver.ext -out apiserver.crt 2>/dev/null
   openssl genrsa -out sa.key 2048 2>/dev/null
   openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+  # The aggregation layer: the API server proxies /apis/metrics.k8s.io to
+  # metrics-server with this client certificate (CN front-proxy-client) and
+  # the caller's identity in X-Remote-* headers, which metrics-server
+  # trusts because the front-proxy CA signed the certificate.
+  openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 -keyout front-proxy-ca.key \
+    -out front-proxy-ca.crt -subj "/CN=k8s-harness-front-proxy-ca" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -sha256 -keyout front-proxy-client.key \
+    -out front-proxy-client.csr -subj "/CN=front-proxy-client" 2>/dev/null
+  cat >front-proxy-client.ext <<EXT
+basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=clientAuth
+EXT
+  openssl x509 -req -sha256 -days 3650 -in front-proxy-client.csr -CA front-proxy-ca.crt \
+    -CAkey front-proxy-ca.key -CAcreateserial -extfile front-proxy-client.ext \
+    -out front-proxy-client.crt 2>/dev/null
 )
 TOKEN=$(openssl rand -hex 32)
 printf '%s,admin,admin,"system:masters"\n' "$TOKEN" >"$P/tokens.csv"
@@ -100,6 +119,13 @@ say "starting kube-apiserver on $API_ADDR:$API_PORT"
   --service-account-key-file="$P/sa.pub" --service-account-signing-key-file="$P/sa.key" \
   --service-cluster-ip-range=10.0.0.0/24 \
   --kubelet-preferred-address-types=InternalIP \
+  --requestheader-client-ca-file="$P/front-proxy-ca.crt" \
+  --requestheader-allowed-names=front-proxy-client \
+  --requestheader-extra-headers-prefix=X-Remote-Extra- \
+  --requestheader-group-headers=X-Remote-Group --requestheader-username-headers=X-Remote-User \
+  --proxy-client-cert-file="$P/front-proxy-client.crt" \
+  --proxy-client-key-file="$P/front-proxy-client.key" \
+  --enable-aggregator-routing=true \
   --allow-privileged=true --profiling=false --enable-priority-and-fairness=false --v=1 \
   >"$RUN/apiserver.log" 2>&1 &
 echo $! >"$RUN/apiserver.pid"
@@ -116,7 +142,10 @@ say "starting kube-controller-manager on 127.0.0.1:$KCM_PORT"
   --leader-elect=false \
   --service-account-private-key-file="$P/sa.key" --root-ca-file="$P/ca.crt" \
   --cluster-signing-cert-file="$P/ca.crt" --cluster-signing-key-file="$P/ca.key" \
-  --controllers='*' --v=1 \
+  --controllers='*' \
+  --horizontal-pod-autoscaler-sync-period=5s \
+  --horizontal-pod-autoscaler-downscale-stabilization=30s \
+  --v=1 \
   >"$RUN/kcm.log" 2>&1 &
 echo $! >"$RUN/kcm.pid"
 wait_for 60 kube-controller-manager curl -sfk "https://127.0.0.1:$KCM_PORT/healthz"
