@@ -12,7 +12,15 @@
 //!    as a `Conflict` condition (retried every 30 s, so deleting the
 //!    foreign object unblocks the function).
 //! 4. The status mirrors the Deployment (ready/desired replicas), with
-//!    `observedGeneration`.
+//!    `observedGeneration`. While the Deployment is not ready, the
+//!    function's pods say why ([`pods::problem`](crate::pods::problem):
+//!    an image that cannot be pulled, a crash loop, a failed init
+//!    container, a volume that cannot be mounted, no node that fits): the
+//!    status is then `Failed` with that reason and message, and returns to
+//!    `Starting`/`Ready` by itself when the pods recover. A build Job still
+//!    running is `Building`; one that failed is `BuildFailed`. Not ready
+//!    is looked at again every 10 s (events do not wake a reconcile; pod
+//!    changes do).
 //!
 //! Errors talking to the API server are returned; the error policy
 //! requeues with exponential backoff per object.
@@ -28,7 +36,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Event as PodEvent, Pod, Service};
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
     PostParams, PropagationPolicy,
@@ -40,7 +48,7 @@ use kubeless_api::{FunctionPhase, FunctionStatus};
 
 use crate::apply::{self, delete_ours, ensure};
 use crate::resources::{CronJobTrigger, Function, HttpTrigger, to_api};
-use crate::{Context, Error, build, render, status};
+use crate::{Context, Error, build, error_chain, pods, render, status};
 
 /// Finalizer of Functions.
 pub const FINALIZER: &str = "kubeless.io/function";
@@ -115,6 +123,9 @@ async fn apply(f: &Function, ctx: &Context) -> Result<Action, Error> {
 
     let client = ctx.client.clone();
     let mut job_conflict = None;
+    // The build Job still running, or why it failed.
+    let mut building = None;
+    let mut build_failure = None;
     if let Some(job) = &build_job {
         let jobs = Api::<Job>::namespaced(client.clone(), &ns);
         let job_name = job.metadata.name.clone().unwrap_or_default();
@@ -128,6 +139,7 @@ async fn apply(f: &Function, ctx: &Context) -> Result<Action, Error> {
                     .await
                     .map_err(Error::kube("create", &job_name))?;
                 tracing::info!(function = %name, namespace = %ns, job = %job_name, image = %image, "image build started");
+                building = Some(job_name);
             }
             Some(existing) if !apply::is_ours(&existing) => {
                 job_conflict = Some(apply::Conflict {
@@ -137,10 +149,12 @@ async fn apply(f: &Function, ctx: &Context) -> Result<Action, Error> {
                 });
             }
             Some(existing) => {
-                if job_failed(&existing) {
-                    objects.warnings.push(format!(
-                        "the image build Job {job_name} failed; see its logs"
+                if job_condition(&existing, "Failed") {
+                    build_failure = Some(format!(
+                        "the image build Job {job_name} failed; see its logs: kubectl logs -n {ns} job/{job_name} --all-containers"
                     ));
+                } else if !job_condition(&existing, "Complete") {
+                    building = Some(job_name);
                 }
             }
         }
@@ -203,7 +217,7 @@ async fn apply(f: &Function, ctx: &Context) -> Result<Action, Error> {
     }
 
     objects.warnings.extend(monitor_warning);
-    let dep = Api::<Deployment>::namespaced(client, &ns)
+    let dep = Api::<Deployment>::namespaced(client.clone(), &ns)
         .get_opt(&name)
         .await
         .map_err(Error::kube("read", &name))?;
@@ -211,18 +225,24 @@ async fn apply(f: &Function, ctx: &Context) -> Result<Action, Error> {
     let desired = ds.replicas.unwrap_or_default();
     let ready = ds.ready_replicas.unwrap_or_default();
     let is_ready = ready > 0 && ready >= desired;
+    let replicas = format!("{ready}/{desired} replicas ready");
     let (phase, reason, message) = if is_ready {
+        objects.warnings.extend(build_failure);
+        (FunctionPhase::Ready, "Deployed".to_string(), replicas)
+    } else if let Some(why) = build_failure {
+        (FunctionPhase::Failed, "BuildFailed".to_string(), why)
+    } else if let Some(job) = building {
+        // Its pods wait for the image the Job pushes: no problem yet.
         (
-            FunctionPhase::Ready,
-            "Deployed",
-            format!("{ready}/{desired} replicas ready"),
+            FunctionPhase::Building,
+            "Building".to_string(),
+            format!("building the image {image} in Job {job}"),
         )
     } else {
-        (
-            FunctionPhase::Starting,
-            "NotReady",
-            format!("{ready}/{desired} replicas ready"),
-        )
+        match diagnose(&client, &ns, &name).await {
+            Some(p) => (FunctionPhase::Failed, p.reason, p.message),
+            None => (FunctionPhase::Starting, "NotReady".to_string(), replicas),
+        }
     };
     let mut message = message;
     if !objects.warnings.is_empty() {
@@ -232,16 +252,63 @@ async fn apply(f: &Function, ctx: &Context) -> Result<Action, Error> {
         phase,
         replicas: desired,
         ready_replicas: ready,
-        reason: reason.to_string(),
+        reason: reason.clone(),
         message: message.clone(),
         observed_generation: generation,
         conditions: vec![status::ready(
-            &previous, is_ready, reason, &message, generation,
+            &previous, is_ready, &reason, &message, generation,
         )],
         image,
     };
     status::patch(&api, &name, current.as_ref(), &new).await?;
-    Ok(Action::requeue(Duration::from_secs(300)))
+    Ok(Action::requeue(if is_ready {
+        Duration::from_secs(300)
+    } else {
+        NOT_READY_REQUEUE
+    }))
+}
+
+/// How often a function that is not ready is looked at again: the
+/// kubelet's events (a volume that cannot be mounted) wake no reconcile.
+const NOT_READY_REQUEUE: Duration = Duration::from_secs(10);
+
+/// Why the function's pods do not run ([`pods::problem`]), from its pods
+/// and, for pods stuck before any container started, their Warning events.
+/// Best effort: reads the API server refuses (the RBAC of an older
+/// install) give `None` and a log line, and the status says only how many
+/// replicas are ready.
+async fn diagnose(client: &kube::Client, ns: &str, name: &str) -> Option<pods::Problem> {
+    let refused = |what: &str, e: kube::Error| {
+        tracing::warn!(
+            function = %name, namespace = %ns, error = %error_chain(&e),
+            "cannot list the function's {what} to say why it is not ready (the ClusterRole of `kubeless install` grants it)"
+        );
+    };
+    let lp = ListParams::default().labels(&format!("created-by=kubeless,function={name}"));
+    let pods = match Api::<Pod>::namespaced(client.clone(), ns).list(&lp).await {
+        Ok(l) => l.items,
+        Err(e) => {
+            refused("pods", e);
+            return None;
+        }
+    };
+    if let Some(p) = pods::problem(name, ns, &pods, &[]) {
+        return Some(p);
+    }
+    let events_api = Api::<PodEvent>::namespaced(client.clone(), ns);
+    let mut events = Vec::new();
+    // Replicas stuck together are stuck for the same reason: a few do.
+    for pod in pods::stuck(&pods).iter().take(3) {
+        let lp = ListParams::default().fields(&pods::warning_events_of(pod));
+        match events_api.list(&lp).await {
+            Ok(l) => events.extend(l.items),
+            Err(e) => {
+                refused("events", e);
+                break;
+            }
+        }
+    }
+    pods::problem(name, ns, &pods, &events)
 }
 
 async fn cleanup(f: &Function, ctx: &Context) -> Result<Action, Error> {
@@ -345,12 +412,13 @@ async fn ensure_monitor(
     }
 }
 
-/// Whether a Job has given up (`Failed=True`).
-fn job_failed(job: &Job) -> bool {
+/// Whether a Job has the condition (`Failed`: given up, `Complete`)
+/// `True`.
+fn job_condition(job: &Job, type_: &str) -> bool {
     job.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Failed" && c.status == "True"))
+        .is_some_and(|c| c.iter().any(|c| c.type_ == type_ && c.status == "True"))
 }
 
 async fn delete_trigger<K>(api: &Api<K>, name: &str) -> Result<(), Error>

@@ -127,10 +127,17 @@ pub fn manifests(image: &str) -> Vec<Value> {
 /// - Functions, HTTP and cron triggers: read, watched and patched (the
 ///   finalizer is a JSON patch); HTTP and cron triggers are deleted with
 ///   their function; Kafka and NATS triggers are read and watched by the
-///   consumers; every status is written with a merge patch.
+///   consumers; every status is written with a merge patch;
+/// - pods: listed and watched, never read one by one or written: a
+///   function's pods say why it is not ready (image pull, crash loop,
+///   failed init container, no node), and a change of them wakes its
+///   reconcile; events: listed (a pod's Warning events, by field
+///   selector), for a pod stuck before its containers start (a secret
+///   that cannot be mounted).
 ///
-/// Not granted (the original Kubeless's role had them): pods, the CRDs,
-/// KinesisTriggers (not consumed), `update` anywhere (no PUT is sent).
+/// Not granted (the original Kubeless's role had them): pod `get`,
+/// `create` or `delete`, the CRDs, KinesisTriggers (not consumed),
+/// `update` anywhere (no PUT is sent).
 /// `kubeless-config` is read through `configmaps`; the Lease has a Role
 /// of its own in the install namespace.
 pub fn controller_cluster_role() -> Value {
@@ -150,6 +157,8 @@ pub fn controller_cluster_role() -> Value {
          "verbs": ["create", "get", "patch", "delete"]},
         {"apiGroups": [""], "resources": ["secrets"],
          "resourceNames": ["kubeless-registry-credentials"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
         {"apiGroups": ["kubeless.io"], "resources": ["functions"],
          "verbs": ["get", "list", "watch", "patch"]},
         {"apiGroups": ["kubeless.io"], "resources": ["httptriggers", "cronjobtriggers"],

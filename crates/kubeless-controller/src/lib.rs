@@ -14,6 +14,8 @@
 //!   object Kubeless did not create.
 //! - [`function`], [`triggers`]: the reconcilers (idempotent, return an
 //!   `Action`; retry policy is [`error_policy`], exponential per object).
+//! - [`pods`]: pure reading of a function's pods and their Warning events
+//!   into the reason its status shows when they do not run.
 //! - [`lease`]: leader election on a `coordination.k8s.io/v1` Lease.
 //! - [`events`]: the Kafka and NATS trigger consumers (`kubeless-events`,
 //!   the code embedded mode runs), in the leader only, calling functions at
@@ -29,6 +31,7 @@ pub mod events;
 pub mod function;
 pub mod install;
 pub mod lease;
+pub mod pods;
 pub mod render;
 pub mod resources;
 pub mod settings;
@@ -45,7 +48,7 @@ use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -360,7 +363,9 @@ where
 /// What wakes a reconcile, besides the object itself changing:
 /// - Function: any change of its ConfigMap, Service, Deployment, HPA or
 ///   build Job (a deleted or edited child is put back at once, not at the
-///   next 5-minute requeue);
+///   next 5-minute requeue), and of its pods (labelled `function: <name>`),
+///   so a pod that cannot pull its image or crash-loops shows in the
+///   status at once;
 /// - HTTPTrigger: its Ingress, and the Service of the function it names
 ///   (created later, port changed);
 /// - CronJobTrigger: its CronJob, and the Function it names (timeout and
@@ -386,6 +391,10 @@ async fn controllers(
                 scoped::<HorizontalPodAutoscaler>(client, &ns),
                 owned.clone(),
             )
+            .watches(scoped::<Pod>(client, &ns), owned.clone(), |pod| {
+                let function = pod.labels().get("function")?;
+                Some(ObjectRef::<Function>::new(function).within(&pod.namespace()?))
+            })
             .reconcile_all_on(changes(rx.clone()))
             .graceful_shutdown_on(round.clone().cancelled_owned())
             .run(
