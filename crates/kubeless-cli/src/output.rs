@@ -9,11 +9,13 @@ use serde_json::Value;
 /// A table rendered like gosuri/uitable with `Wrap = true`: every cell is
 /// padded to its column's width, cells are joined by a tab, a multi-line
 /// cell spreads its row over several lines, and lines longer than
-/// `max_col_width` are word-wrapped.
+/// `max_col_width` are word-wrapped, except in the columns and rows kept
+/// whole (a status line reads as one line).
 #[derive(Debug, Clone)]
 pub struct Table {
-    rows: Vec<Vec<String>>,
+    rows: Vec<(Vec<String>, bool)>,
     max_col_width: usize,
+    whole_columns: Vec<usize>,
 }
 
 impl Table {
@@ -22,7 +24,14 @@ impl Table {
         Table {
             rows: Vec::new(),
             max_col_width,
+            whole_columns: Vec::new(),
         }
+    }
+
+    /// Never wrap column `i` (0-based).
+    pub fn whole_column(mut self, i: usize) -> Table {
+        self.whole_columns.push(i);
+        self
     }
 
     /// Append a row.
@@ -31,7 +40,18 @@ impl Table {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.rows.push(cells.into_iter().map(Into::into).collect());
+        self.rows
+            .push((cells.into_iter().map(Into::into).collect(), false));
+    }
+
+    /// Append a row whose cells are never wrapped.
+    pub fn row_whole<I, S>(&mut self, cells: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.rows
+            .push((cells.into_iter().map(Into::into).collect(), true));
     }
 
     /// The rendered table without a final newline.
@@ -40,7 +60,18 @@ impl Table {
         let wrapped: Vec<Vec<Vec<String>>> = self
             .rows
             .iter()
-            .map(|r| r.iter().map(|c| wrap_cell(c, self.max_col_width)).collect())
+            .map(|(r, whole)| {
+                r.iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        if *whole || self.whole_columns.contains(&i) {
+                            wrap_cell(c, 0)
+                        } else {
+                            wrap_cell(c, self.max_col_width)
+                        }
+                    })
+                    .collect()
+            })
             .collect();
         let ncols = wrapped.iter().map(Vec::len).max().unwrap_or(0);
         let mut widths = vec![0usize; ncols];
@@ -210,6 +241,17 @@ mod tests {
         let mut t = Table::new(10);
         t.row(["aaa bbb ccc ddd"]);
         assert_eq!(t.render(), "aaa bbb\nccc ddd");
+    }
+
+    #[test]
+    fn whole_columns_and_rows_are_not_wrapped() {
+        let mut t = Table::new(10).whole_column(1);
+        t.row(["aaa bbb ccc", "xxx yyy zzz"]);
+        t.row_whole(["ddd eee fff", "1"]);
+        assert_eq!(
+            t.render(),
+            "aaa bbb    \txxx yyy zzz\nccc        \t           \nddd eee fff\t1          "
+        );
     }
 
     #[test]

@@ -6,8 +6,11 @@
 //! - `ls -o wide` prints one value under each header
 //!   (`NAME NAMESPACE HANDLER RUNTIME DEPENDENCIES STATUS MEMORY ENV LABEL`);
 //!   Kubeless printed 12 headers over 9 values.
-//! - STATUS comes from the Function's `status` (`Failed` adds its reason);
-//!   `describe` adds `Status:` and `Reason:` rows.
+//! - STATUS comes from the Function's `status`; `Failed` adds why, in one
+//!   line: the `Ready` condition's message (in Kubernetes mode the
+//!   controller's reading of the pods: `ImagePullBackOff`, a crash loop, a
+//!   failed init container, a secret that cannot be mounted, no node that
+//!   fits). `describe` adds `Status:`, `Reason:` and `Message:` rows.
 //! - `deploy --wait` waits until the function is ready or failed.
 //! - `deploy --dryrun` still works when the server cannot be reached: the
 //!   runtime check is then skipped with a warning, as Kubeless did.
@@ -19,7 +22,9 @@ use anyhow::{anyhow, bail};
 use base64::Engine as _;
 use clap::{Args, Subcommand};
 use kubeless_api::content::{encode_file, encode_url};
-use kubeless_api::{CronJobTrigger, CronJobTriggerSpec, Function, FunctionPhase, Kind, ObjectMeta};
+use kubeless_api::{
+    CronJobTrigger, CronJobTriggerSpec, Function, FunctionPhase, FunctionStatus, Kind, ObjectMeta,
+};
 use rand::RngCore as _;
 use serde_json::Value;
 
@@ -552,19 +557,39 @@ pub fn status_text(f: &Function) -> String {
         format!("{}/{} NOT READY", st.ready_replicas, st.replicas)
     };
     if st.phase == FunctionPhase::Failed {
-        let reason = if st.reason.is_empty() {
-            &st.message
-        } else {
-            &st.reason
-        };
-        let first = reason.lines().next().unwrap_or("");
-        let short: String = first.chars().take(50).collect();
+        let first = why_not_ready(st).lines().next().unwrap_or("").trim();
+        let mut short: String = first.chars().take(STATUS_WHY_MAX).collect();
+        if first.chars().count() > STATUS_WHY_MAX {
+            short.push_str("...");
+        }
         if !short.is_empty() {
             s.push_str(": ");
             s.push_str(&short);
         }
     }
     s
+}
+
+/// How much of the reason STATUS shows (`describe` shows all of it).
+const STATUS_WHY_MAX: usize = 50;
+
+/// The `Ready` condition's message when it is `False` (both modes put the
+/// readable reason there: embedded mode its `reason`, Kubernetes mode its
+/// `message`), else the reason, else the message.
+fn why_not_ready(st: &FunctionStatus) -> &str {
+    match not_ready_message(st) {
+        Some(m) => m,
+        None if st.reason.is_empty() => &st.message,
+        None => &st.reason,
+    }
+}
+
+/// The message of a `Ready=False` condition, when it has one.
+fn not_ready_message(st: &FunctionStatus) -> Option<&str> {
+    st.conditions
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status == "False" && !c.message.is_empty())
+        .map(|c| c.message.as_str())
 }
 
 /// DEPENDENCIES column: package.json dependencies as `name: version` lines
@@ -624,7 +649,8 @@ fn env_pairs(f: &Function) -> Vec<(String, String)> {
 
 /// The `function ls` table (`wide` adds MEMORY, ENV, LABEL).
 pub fn list_table(functions: &[Function], wide: bool) -> Table {
-    let mut t = Table::new(50);
+    // STATUS stays one line, however long its reason.
+    let mut t = Table::new(50).whole_column(5);
     let mut header = vec![
         "NAME",
         "NAMESPACE",
@@ -715,20 +741,24 @@ pub fn describe_table(f: &Function) -> anyhow::Result<Table> {
     t.row(["Envvar:".to_string(), serde_json::to_string(&env)?]);
     t.row(["Memory:".to_string(), memory]);
     t.row(["Dependencies:", f.spec.deps.as_str()]);
-    let (phase, reason, message) = match &f.status {
-        Some(st) => (st.phase.to_string(), st.reason.clone(), st.message.clone()),
-        None => (
-            FunctionPhase::Pending.to_string(),
-            String::new(),
-            String::new(),
-        ),
+    let Some(st) = &f.status else {
+        t.row(["Status:".to_string(), FunctionPhase::Pending.to_string()]);
+        return Ok(t);
     };
-    t.row(["Status:".to_string(), phase]);
-    if !reason.is_empty() {
-        t.row(["Reason:".to_string(), reason]);
+    t.row(["Status:".to_string(), st.phase.to_string()]);
+    // Each on one line, however long.
+    if !st.reason.is_empty() {
+        t.row_whole(["Reason:", st.reason.as_str()]);
     }
-    if !message.is_empty() {
-        t.row(["Warnings:".to_string(), message]);
+    // Kubernetes mode: the reason is a word (`CrashLoopBackOff`), the
+    // Ready condition's message says what it means and what to do.
+    // (Embedded mode's reason is that message already.)
+    let why = not_ready_message(st).filter(|m| *m != st.reason);
+    if let Some(m) = why {
+        t.row_whole(["Message:", m]);
+    }
+    if !st.message.is_empty() && why != Some(st.message.as_str()) {
+        t.row(["Warnings:", st.message.as_str()]);
     }
     Ok(t)
 }
@@ -871,7 +901,6 @@ fn top(ctx: &Context, a: TopArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kubeless_api::FunctionStatus;
 
     fn func(name: &str, status: Option<FunctionStatus>) -> Function {
         let mut f = build::new_function(&FunctionFlags {
@@ -912,8 +941,42 @@ mod tests {
         };
         assert_eq!(
             status_text(&func("bad", Some(failed))),
-            format!("0/1 NOT READY: {}", "x".repeat(50))
+            format!("0/1 NOT READY: {}...", "x".repeat(50))
         );
+        // Kubernetes mode: the reason is a word, the condition says why.
+        let message =
+            "keeps crashing (exit code 3), restarting; see kubeless function logs f -n ns";
+        let crashing = FunctionStatus {
+            phase: FunctionPhase::Failed,
+            replicas: 1,
+            reason: "CrashLoopBackOff".into(),
+            message: message.into(),
+            conditions: vec![kubeless_api::Condition {
+                type_: "Ready".into(),
+                status: "False".into(),
+                reason: "CrashLoopBackOff".into(),
+                message: message.into(),
+                ..kubeless_api::Condition::default()
+            }],
+            ..FunctionStatus::default()
+        };
+        let f = func("f", Some(crashing));
+        assert_eq!(
+            status_text(&f),
+            "0/1 NOT READY: keeps crashing (exit code 3), restarting; see kube..."
+        );
+        let ls = list_table(std::slice::from_ref(&f), false).render();
+        assert_eq!(ls.lines().count(), 2, "{ls}");
+        let out = describe_table(&f).expect("table").render();
+        let rows: Vec<&str> = out.lines().map(str::trim_end).collect();
+        assert!(rows.contains(&"Status:      \tFailed"), "{out}");
+        assert!(rows.contains(&"Reason:      \tCrashLoopBackOff"), "{out}");
+        assert!(
+            rows.contains(&format!("Message:     \t{message}").as_str()),
+            "{out}"
+        );
+        assert!(!out.contains("Warnings:"), "{out}");
+        assert_eq!(rows.len(), 11, "one line each: {out}");
     }
 
     #[test]
