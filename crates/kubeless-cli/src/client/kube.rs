@@ -4,8 +4,9 @@
 //! else `~/.kube/config`, current context). Objects are the `kubeless.io`
 //! custom resources, read and written as JSON so no field is lost. Function
 //! calls and metrics go through the API server's service proxy, logs come
-//! from the first ready pod labelled `function=<name>`, the server config
-//! from the `kubeless-config` ConfigMap.
+//! from the first ready pod labelled `function=<name>` (else from one that
+//! crashed, else from a failed init container: [`log_target`]), the server
+//! config from the `kubeless-config` ConfigMap.
 //!
 //! The CLI is synchronous; kube-rs is async. The backend owns a small
 //! current-thread tokio runtime and blocks on it for each request (several
@@ -366,6 +367,57 @@ pub fn ready_pod(pods: &[Value]) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Whose log `function logs` shows: the function's container in the first
+/// ready pod; else in a pod where it has run (a crash loop: the kubelet
+/// answers the last run's log); else an init container that failed (the
+/// dependencies that would not install). `None`: nothing has run yet.
+pub fn log_target(pods: &[Value], function: &str) -> Option<(String, String)> {
+    let name = |p: &Value| {
+        p.pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    if let Some(pod) = ready_pod(pods) {
+        return Some((pod, function.to_string()));
+    }
+    let statuses = |p: &Value, key: &str| {
+        p.pointer(&format!("/status/{key}"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let has_run = |c: &Value| {
+        c.pointer("/state/running").is_some()
+            || c.pointer("/state/terminated").is_some()
+            || c.pointer("/lastState/terminated").is_some()
+    };
+    let failed = |c: &Value| {
+        [
+            "/state/terminated/exitCode",
+            "/lastState/terminated/exitCode",
+        ]
+        .iter()
+        .any(|k| c.pointer(k).and_then(Value::as_i64).is_some_and(|e| e != 0))
+    };
+    let live = pods
+        .iter()
+        .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none());
+    for p in live.clone() {
+        let ran = statuses(p, "containerStatuses")
+            .iter()
+            .any(|c| c.get("name").and_then(Value::as_str) == Some(function) && has_run(c));
+        if ran {
+            return Some((name(p)?, function.to_string()));
+        }
+    }
+    live.into_iter().find_map(|p| {
+        let init = statuses(p, "initContainerStatuses")
+            .into_iter()
+            .find(|c| failed(c))?;
+        Some((name(p)?, init.get("name")?.as_str()?.to_string()))
+    })
+}
+
 /// The log path of the function's container in a pod.
 pub fn log_path(namespace: &str, pod: &str, container: &str, follow: bool) -> String {
     let mut p = format!("/api/v1/namespaces/{namespace}/pods/{pod}/log?container={container}");
@@ -496,12 +548,21 @@ impl Backend for KubeBackend {
             "/api/v1/namespaces/{namespace}/pods{}",
             selector_query(&format!("function={name}"))
         ))?;
-        let Some(pod) = ready_pod(&pods) else {
+        let Some((pod, container)) = log_target(&pods, name) else {
             return Err(ClientError::Other(
                 "No function pod is running: there is no pod ready".to_string(),
             ));
         };
-        let req = request(Method::GET, &log_path(namespace, &pod, name, follow), None)?;
+        if container != name {
+            crate::log::info(format!(
+                "the function has not started: the log of init container {container} of pod {pod}"
+            ));
+        }
+        let req = request(
+            Method::GET,
+            &log_path(namespace, &pod, &container, follow),
+            None,
+        )?;
         self.rt.block_on(async {
             let resp = self
                 .client
@@ -668,6 +729,41 @@ mod tests {
             selector_query("function=hello"),
             "?labelSelector=function%3Dhello"
         );
+    }
+
+    #[test]
+    fn logs_of_a_function_that_does_not_run() {
+        let crashing = json!({"metadata": {"name": "p1"}, "status": {
+            "initContainerStatuses": [{"name": "prepare", "state": {"terminated": {"exitCode": 0}}}],
+            "containerStatuses": [{"name": "f", "ready": false,
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                "lastState": {"terminated": {"exitCode": 3}}}]}});
+        let init_failed = json!({"metadata": {"name": "p2"}, "status": {
+            "initContainerStatuses": [{"name": "prepare", "state": {"terminated": {"exitCode": 0}}},
+                {"name": "install", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                 "lastState": {"terminated": {"exitCode": 1}}}],
+            "containerStatuses": [{"name": "f", "ready": false,
+                "state": {"waiting": {"reason": "PodInitializing"}}}]}});
+        let pulling = json!({"metadata": {"name": "p3"}, "status": {
+            "containerStatuses": [{"name": "f", "ready": false,
+                "state": {"waiting": {"reason": "ImagePullBackOff"}}}]}});
+        let ready = json!({"metadata": {"name": "p4"}, "status": {
+            "containerStatuses": [{"name": "f", "ready": true, "state": {"running": {}}}]}});
+        let target = |pods: &[Value]| log_target(pods, "f");
+        let pair = |p: &str, c: &str| Some((p.to_string(), c.to_string()));
+        assert_eq!(
+            target(&[init_failed.clone(), crashing.clone(), ready]),
+            pair("p4", "f")
+        );
+        assert_eq!(
+            target(&[init_failed.clone(), crashing.clone()]),
+            pair("p1", "f")
+        );
+        assert_eq!(
+            target(&[pulling.clone(), init_failed]),
+            pair("p2", "install")
+        );
+        assert_eq!(target(&[pulling]), None);
     }
 
     #[test]
