@@ -29,6 +29,9 @@ stop() { # stop PIDFILE: TERM, wait up to 10 s, then KILL
   rm -f "$f"
 }
 
+# the gateway and the metrics pipeline first: they watch the API server
+stop "$RUN/traefik/traefik.pid"
+stop "$RUN/metrics-server/metrics-server.pid"
 stop "$RUN/proxy/proxy.pid"
 if [ -x "$("$HERE/build.sh" 2>/dev/null)/kube-proxy" ] && [ -f "$RUN/proxy/config.yaml" ]; then
   "$("$HERE/build.sh")/kube-proxy" --cleanup --config="$RUN/proxy/config.yaml" >/dev/null 2>&1

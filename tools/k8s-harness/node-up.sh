@@ -3,7 +3,10 @@
 # Kubernetes-mode tests and for users who want to try Kubernetes mode on this
 # machine: a local OCI registry, containerd + runc + the CNI bridge (Debian's
 # packages), the control plane of up.sh, kube-scheduler, a kubelet, kube-proxy
-# (nftables) and CoreDNS. Prints the kubeconfig's path on stdout.
+# (nftables), CoreDNS, metrics-server (behind the aggregation layer, for
+# `kubectl top` and HPAs) and Traefik as the Ingress controller of the
+# IngressClasses `traefik` and `nginx` (its Ingress-NGINX provider reads the
+# nginx annotations). Prints the kubeconfig's path on stdout.
 #
 # Usage: node-up.sh [RUN_DIR]      (default: <repo>/target/k8s-node)
 #        node-down.sh [RUN_DIR]    stops it and undoes every host change
@@ -31,7 +34,8 @@
 # pods), etcd 23791/23801, API server
 # 10.250.0.1:16453, controller-manager 16454, scheduler 16455, kubelet
 # 10.250.0.1:10250 (healthz 10248), kube-proxy healthz 10256 / metrics 10249,
-# CoreDNS 10.250.0.1:53.
+# CoreDNS 10.250.0.1:53, metrics-server 10.250.0.1:16456, Traefik HTTP 18080,
+# HTTPS 18443 and ping 18082 (no dashboard, no API).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -294,6 +298,97 @@ echo $! >"$RUN/proxy/proxy.pid"
 wait_for 30 kube-proxy curl -sf http://127.0.0.1:10256/healthz
 say "kube-proxy up"
 wait_for 30 CoreDNS grep -q CoreDNS- "$RUN/coredns/coredns.log"
-say "CoreDNS up: export KUBECONFIG=$KUBECONFIG"
+say "CoreDNS up"
+
+# 9. metrics-server on the node address, reading the kubelet by its
+# InternalIP. The API server reaches it through the aggregation layer
+# (up.sh's front-proxy flags): APIService v1beta1.metrics.k8s.io names a
+# Service without selector whose one endpoint is this host process.
+MS=$RUN/metrics-server
+MS_PORT=16456
+mkdir -p "$MS"
+openssl req -newkey rsa:2048 -nodes -sha256 -keyout "$MS/serving.key" -out "$MS/serving.csr" \
+  -subj "/CN=metrics-server" 2>/dev/null
+cat >"$MS/serving.ext" <<EOF
+basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=IP:$NODE_IP,DNS:metrics-server.kube-system.svc
+EOF
+openssl x509 -req -sha256 -days 3650 -in "$MS/serving.csr" -CA "$RUN/control/pki/ca.crt" \
+  -CAkey "$RUN/control/pki/ca.key" -CAcreateserial -extfile "$MS/serving.ext" \
+  -out "$MS/serving.crt" 2>/dev/null
+"$BIN/metrics-server" --bind-address="$NODE_IP" --secure-port="$MS_PORT" \
+  --tls-cert-file="$MS/serving.crt" --tls-private-key-file="$MS/serving.key" \
+  --kubeconfig="$KUBECONFIG" --authentication-kubeconfig="$KUBECONFIG" \
+  --authorization-kubeconfig="$KUBECONFIG" \
+  --kubelet-insecure-tls --kubelet-preferred-address-types=InternalIP \
+  --kubelet-use-node-status-port --metric-resolution=10s --kubelet-request-timeout=5s --v=1 \
+  >"$MS/metrics-server.log" 2>&1 &
+echo $! >"$MS/metrics-server.pid"
+kubectl apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Service
+metadata: {name: metrics-server, namespace: kube-system, labels: {k8s-app: metrics-server}}
+spec:
+  ports: [{name: https, port: 443, targetPort: $MS_PORT, protocol: TCP}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: metrics-server-host
+  namespace: kube-system
+  labels:
+    kubernetes.io/service-name: metrics-server
+    endpointslice.kubernetes.io/managed-by: node-up.sh
+addressType: IPv4
+ports: [{name: https, port: $MS_PORT, protocol: TCP}]
+endpoints: [{addresses: ["$NODE_IP"], conditions: {ready: true}}]
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {name: v1beta1.metrics.k8s.io, labels: {k8s-app: metrics-server}}
+spec:
+  service: {name: metrics-server, namespace: kube-system, port: 443}
+  group: metrics.k8s.io
+  version: v1beta1
+  caBundle: $(base64 -w0 "$RUN/control/pki/ca.crt")
+  groupPriorityMinimum: 100
+  versionPriority: 100
+EOF
+wait_for 60 "APIService v1beta1.metrics.k8s.io" \
+  kubectl wait --for=condition=Available apiservice/v1beta1.metrics.k8s.io --timeout=2s
+say "metrics-server up"
+
+# 10. Traefik: the Ingress controller of classes traefik (its Kubernetes
+# Ingress provider) and nginx (its Ingress-NGINX provider, which honours the
+# nginx.ingress.kubernetes.io annotations), entry points on loopback only.
+# It forwards to pod IPs on the bridge. No dashboard, no version check, no
+# usage report: nothing leaves the machine.
+TR=$RUN/traefik
+mkdir -p "$TR"
+kubectl apply -f - >/dev/null <<EOF
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: traefik}
+spec: {controller: traefik.io/ingress-controller}
+---
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: nginx}
+spec: {controller: k8s.io/ingress-nginx}
+EOF
+env -u KUBERNETES_SERVICE_HOST -u KUBERNETES_SERVICE_PORT KUBECONFIG="$KUBECONFIG" \
+  "$BIN/traefik" --global.checknewversion=false --global.sendanonymoususage=false \
+  --entrypoints.web.address=127.0.0.1:18080 \
+  --entrypoints.websecure.address=127.0.0.1:18443 --entrypoints.websecure.http.tls=true \
+  --entrypoints.ping.address=127.0.0.1:18082 --ping.entrypoint=ping \
+  --providers.kubernetesingress.ingressendpoint.ip=127.0.0.1 \
+  --providers.kubernetesingressnginx.publishstatusaddress=127.0.0.1 \
+  --log.level=INFO --log.nocolor=true --accesslog=true --accesslog.filepath="$TR/access.log" \
+  >"$TR/traefik.log" 2>&1 &
+echo $! >"$TR/traefik.pid"
+wait_for 30 Traefik curl -sf http://127.0.0.1:18082/ping
+say "Traefik up on 127.0.0.1:18080 (HTTP), 127.0.0.1:18443 (HTTPS): export KUBECONFIG=$KUBECONFIG"
 trap - ERR
 echo "$KUBECONFIG"
