@@ -401,6 +401,10 @@ async fn real_node_http_trigger_traefik_gateway() {
     )
     .await;
     https_until_routed(ns, host, &cert, "/tls", 120).await;
+    // no redirect: the route answers plain HTTP too
+    let a = get(host, "/plain").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(a.body.contains("gateway GET /plain "), "{}", a.body);
 
     // basic auth and CORS: rendered as Traefik v1 annotations, not enforced
     basic_auth_secret(&c, ns, "gw-auth", "alice", "s3cret").await;
@@ -646,10 +650,10 @@ async fn real_node_http_trigger_nginx_gateway() {
     .await;
     https_until_routed(ns, host, &cert, "/tls", 120).await;
     let a = get(host, "/tls").await;
-    assert!(
-        a.status.is_redirection(),
-        "HTTP to a TLS host: {} {}",
+    assert_eq!(
         a.status,
+        StatusCode::PERMANENT_REDIRECT,
+        "HTTP to a TLS host: {}",
         a.body
     );
     let location = a.header("location").unwrap_or_default();
