@@ -8,8 +8,17 @@ need python3 "install Python 3 (apt-get install python3 python3-pip)"
 need node "install Node.js 18 or newer (apt-get install nodejs npm)"
 need npm "install npm (apt-get install npm)"
 
-# Per-component installers (language runtimes, brokers, registries).
-for f in "$ROOT"/scripts/deps/*.sh; do
+# Per-component installers (language runtimes, brokers, registries, the
+# Kubernetes test clusters, the benchmark's peers). The run command
+# (--release, scripts/up.sh) needs only the sandbox tool: the rest serves
+# the tests and is installed by scripts/test.sh, or one at a time with
+# scripts/deps/<name>.sh.
+if [ "${1:-}" = "--release" ]; then
+  deps=("$ROOT/scripts/deps/sandbox.sh")
+else
+  deps=("$ROOT"/scripts/deps/*.sh)
+fi
+for f in "${deps[@]}"; do
   [ -e "$f" ] || continue
   bash "$f"
 done
