@@ -320,9 +320,11 @@ pub fn port_segment(service: &Value) -> Option<String> {
     }
 }
 
-/// The service proxy request of `function call`: GET without body to
-/// `.../proxy`, POST with the data to `.../proxy/` (the trailing slash
-/// avoids the API server's redirect, which would drop the body).
+/// The service proxy request of `function call`: GET without body, POST
+/// with the data, both to `.../proxy/`. The trailing slash matters: current
+/// API servers answer `.../proxy` with a 301 to `.../proxy/` (Kubeless's
+/// CLI sent the GET without it, which a user saw as "the function answered
+/// 301"), and a redirect would drop a POST's body.
 pub fn call_request(
     namespace: &str,
     name: &str,
@@ -331,7 +333,7 @@ pub fn call_request(
 ) -> Result<Request<Vec<u8>>, ClientError> {
     let base = format!("/api/v1/namespaces/{namespace}/services/{name}:{port}/proxy");
     let (method, uri, body) = match &call.body {
-        None => (Method::GET, base, Vec::new()),
+        None => (Method::GET, format!("{base}/"), Vec::new()),
         Some(b) => (Method::POST, format!("{base}/"), b.clone().into_bytes()),
     };
     let mut rb = Request::builder().method(method).uri(uri);
@@ -663,7 +665,7 @@ mod tests {
         assert_eq!(r.method(), Method::GET);
         assert_eq!(
             r.uri().to_string(),
-            "/api/v1/namespaces/ns1/services/hello:http-function-port/proxy"
+            "/api/v1/namespaces/ns1/services/hello:http-function-port/proxy/"
         );
         assert!(r.body().is_empty());
         let h = headers(&r);
